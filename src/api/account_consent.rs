@@ -1,0 +1,146 @@
+//! `AccountConsent`: an account-access consent at the provider and the customer token it yields.
+
+use super::DeletionPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Asks a customer, through the provider, for access to their account data, and keeps the
+/// resulting customer token in a Secret.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tpp-operator.dev",
+    version = "v1alpha1",
+    kind = "AccountConsent",
+    namespaced,
+    status = "AccountConsentStatus",
+    shortname = "consent",
+    category = "openbanking",
+    validation = Rule::new("size(self.metadata.name) <= 240").message("metadata.name must be at most 240 characters so that the Secret names derived from it stay valid"),
+    doc = "An account-access consent at an Open Banking provider, its authorisation URL, and the customer token it yields.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
+    printcolumn(name = "Consent Status", type_ = "string", json_path = ".status.consentStatus"),
+    printcolumn(name = "Consent ID", type_ = "string", json_path = ".status.consentId"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expirationDateTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new("self.registrationRef == oldSelf.registrationRef && self.permissions == oldSelf.permissions && self.redirectUri == oldSelf.redirectUri && has(self.expirationDateTime) == has(oldSelf.expirationDateTime) && (!has(self.expirationDateTime) || self.expirationDateTime == oldSelf.expirationDateTime) && has(self.transactionFromDateTime) == has(oldSelf.transactionFromDateTime) && (!has(self.transactionFromDateTime) || self.transactionFromDateTime == oldSelf.transactionFromDateTime) && has(self.transactionToDateTime) == has(oldSelf.transactionToDateTime) && (!has(self.transactionToDateTime) || self.transactionToDateTime == oldSelf.transactionToDateTime)").message("the consent's content (registrationRef, permissions, redirectUri and dates) cannot change after creation; create a new AccountConsent instead"),
+    validation = Rule::new("!has(self.transactionFromDateTime) || !has(self.transactionToDateTime) || self.transactionFromDateTime <= self.transactionToDateTime").message("transactionFromDateTime must not be after transactionToDateTime")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountConsentSpec {
+    /// The TppRegistration (same namespace) whose client token and signing key are used.
+    pub registration_ref: LocalObjectRef,
+
+    /// Account-access permissions to ask for (UK Open Banking names, e.g. ReadAccountsBasic).
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q == p))").message("permissions must not repeat"))]
+    pub permissions: Vec<Permission>,
+
+    /// When the consent stops granting access (RFC 3339). Unset: the provider's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date_time: Option<Time>,
+
+    /// Start of the transaction history the consent grants (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_from_date_time: Option<Time>,
+
+    /// End of the transaction history the consent grants (RFC 3339); not before the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_to_date_time: Option<Time>,
+
+    /// HTTPS page of your platform where the provider sends the customer back after
+    /// authorisation (with code, id_token and state).
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() == 'https'").message("redirectUri must be an https URL"))]
+    #[schemars(length(min = 8, max = 2048))]
+    pub redirect_uri: String,
+
+    /// Name of the Secret that receives the customer token. Default: <name>-token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub token_secret_name: Option<String>,
+
+    /// On deletion: Delete (default) revokes the consent at the provider and deletes the token
+    /// Secret; Retain revokes nothing and keeps the Secret.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LocalObjectRef {
+    /// Name of the object.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// UK Open Banking account-access permissions.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Permission {
+    ReadAccountsBasic,
+    ReadAccountsDetail,
+    ReadBalances,
+    ReadBeneficiariesBasic,
+    ReadBeneficiariesDetail,
+    ReadDirectDebits,
+    ReadOffers,
+    ReadPAN,
+    ReadParty,
+    ReadPartyPSU,
+    ReadProducts,
+    ReadScheduledPaymentsBasic,
+    ReadScheduledPaymentsDetail,
+    ReadStandingOrdersBasic,
+    ReadStandingOrdersDetail,
+    ReadStatementsBasic,
+    ReadStatementsDetail,
+    ReadTransactionsBasic,
+    ReadTransactionsCredits,
+    ReadTransactionsDebits,
+    ReadTransactionsDetail,
+}
+
+/// Observed state of an AccountConsent. Never contains secret values.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountConsentStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready tells whether the customer token Secret is usable; its reason and message say why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// ConsentId issued by the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
+    /// Status at the provider: AwaitingAuthorisation, Authorised, Rejected, Revoked, or Expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_status: Option<String>,
+    /// When the provider last changed the consent's status (as the provider reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_update_date_time: Option<String>,
+    /// When the provider created the consent (as the provider reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_date_time: Option<String>,
+    /// The provider's page for this consent (Links.Self).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_link: Option<String>,
+    /// URL to send the customer to for authorisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorisation_url: Option<String>,
+    /// Name of the Secret holding the customer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+    /// When the customer token expires; after that the customer must authorise again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<Time>,
+}

@@ -1,0 +1,106 @@
+//! The `Ready` condition and the reasons a user can search for.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Type of the condition that says whether the object does its job.
+pub const READY: &str = "Ready";
+
+/// Reasons used in the `Ready` condition and in events.
+pub mod reason {
+    /// Registration and a valid client token are in place.
+    pub const TOKEN_REFRESHED: &str = "TokenRefreshed";
+    /// Registration done (or adopted); no token yet.
+    pub const REGISTERED: &str = "Registered";
+    /// Work in progress on first reconcile.
+    pub const PROGRESSING: &str = "Progressing";
+    /// The provider failed transiently; the operator is retrying.
+    pub const PROVIDER_UNAVAILABLE: &str = "ProviderUnavailable";
+    /// The token is still valid but refreshing it failed; retrying.
+    pub const REFRESH_FAILING: &str = "RefreshFailing";
+    /// The referenced signature-certificate Secret or key is missing or empty.
+    pub const INVALID_SIGNATURE_CERTIFICATE: &str = "InvalidSignatureCertificate";
+    /// The provider refused the registration request.
+    pub const REGISTRATION_REJECTED: &str = "RegistrationRejected";
+    /// A registration call may have reached the provider but its result was not saved.
+    pub const REGISTRATION_UNCONFIRMED: &str = "RegistrationUnconfirmed";
+    /// The credentials Secret disappeared after registration.
+    pub const CREDENTIALS_LOST: &str = "CredentialsLost";
+    /// The credentials Secret exists but lacks `client_id` or `certificate`.
+    pub const INVALID_CREDENTIALS_SECRET: &str = "InvalidCredentialsSecret";
+    /// The provider rejected the client id or certificate at the token endpoint.
+    pub const INVALID_CLIENT_CREDENTIALS: &str = "InvalidClientCredentials";
+    /// A Secret the operator must write exists and belongs to someone else.
+    pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// The provider URL is not usable.
+    pub const INVALID_PROVIDER_URL: &str = "InvalidProviderURL";
+    /// The provider refused the token request for another reason than the credentials.
+    pub const TOKEN_REQUEST_REJECTED: &str = "TokenRequestRejected";
+    /// The token expired and no new one could be obtained yet.
+    pub const TOKEN_EXPIRED: &str = "TokenExpired";
+
+    /// Every reason above.
+    pub const ALL: &[&str] = &[
+        TOKEN_REFRESHED,
+        REGISTERED,
+        PROGRESSING,
+        PROVIDER_UNAVAILABLE,
+        REFRESH_FAILING,
+        INVALID_SIGNATURE_CERTIFICATE,
+        REGISTRATION_REJECTED,
+        REGISTRATION_UNCONFIRMED,
+        CREDENTIALS_LOST,
+        INVALID_CREDENTIALS_SECRET,
+        INVALID_CLIENT_CREDENTIALS,
+        SECRET_CONFLICT,
+        INVALID_PROVIDER_URL,
+        TOKEN_REQUEST_REJECTED,
+        TOKEN_EXPIRED,
+    ];
+}
+
+/// Builds a condition; `lastTransitionTime` is carried over when the status does not change so
+/// that status writes stay rare and the time tells when the state really changed.
+pub fn condition(
+    previous: Option<&Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    observed_generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation,
+        last_transition_time,
+    }
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let t1 = jiff::Timestamp::from_second(2_000).unwrap();
+        let first = condition(None, READY, true, "A", "m".into(), Some(1), t0);
+        let same = condition(Some(&first), READY, true, "B", "n".into(), Some(2), t1);
+        assert_eq!(same.last_transition_time, Time(t0));
+        let flipped = condition(Some(&same), READY, false, "C", "o".into(), Some(2), t1);
+        assert_eq!(flipped.last_transition_time, Time(t1));
+    }
+}

@@ -1,0 +1,73 @@
+//! Custom resource types (`tpp-operator.dev/v1alpha1`) and the names shared with users.
+
+mod account_consent;
+mod conditions;
+mod tpp_registration;
+
+pub use account_consent::*;
+pub use conditions::*;
+pub use tpp_registration::*;
+
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every custom resource of this operator.
+pub const GROUP: &str = "tpp-operator.dev";
+/// Value of `app.kubernetes.io/managed-by` on every object the operator writes.
+pub const MANAGED_BY: &str = "tpp-operator";
+/// Standard label naming the manager of an object.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label naming the TppRegistration that owns a Secret (its name; the namespace is the Secret's).
+pub const LABEL_REGISTRATION: &str = "tpp-operator.dev/registration";
+/// Label naming the AccountConsent that owns a Secret.
+pub const LABEL_CONSENT: &str = "tpp-operator.dev/consent";
+/// Finalizer that lets the operator clean up before an object goes away.
+pub const FINALIZER: &str = "tpp-operator.dev/cleanup";
+/// Annotation: set it to a new value (a timestamp, say) to refresh the client token now.
+pub const ANNOTATION_FORCE_REFRESH: &str = "tpp-operator.dev/force-refresh";
+/// Annotation: set it to a new value to allow one more registration attempt after an
+/// unconfirmed one (see the `RegistrationUnconfirmed` reason).
+pub const ANNOTATION_RETRY_REGISTRATION: &str = "tpp-operator.dev/retry-registration";
+/// Production base URL of the Leatherback Open Banking API.
+pub const DEFAULT_PROVIDER_URL: &str = "https://api-openbanking.leatherback.co";
+
+/// What happens to the Secrets the operator wrote when their owner is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the Secrets together with the object.
+    #[default]
+    Delete,
+    /// Keep the Secrets (their owner references are removed so nothing collects them).
+    Retain,
+}
+
+/// A reference to one key of a Secret in the object's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret, in the same namespace as this object.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key inside the Secret's data.
+    #[serde(default = "default_signature_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_signature_key() -> String {
+    "signature-certificate".to_string()
+}
+
+/// The CRDs of this operator as a multi-document YAML stream, exactly as `crds/` holds them.
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in [TppRegistration::crd(), AccountConsent::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,193 @@
+//! The reconcilers, their shared context, and the pure decisions they rely on.
+
+pub mod plan;
+pub mod registration;
+pub mod schedule;
+
+use crate::api::TppRegistration;
+use crate::provider::ProviderClient;
+use crate::secrets::SecretError;
+use crate::telemetry::{KindLabels, Metrics, ReconcileLabels};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::Client;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Source of the current time, injected so that tests control it.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> jiff::Timestamp;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+/// Operator-wide settings the reconcilers need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Provider base URL for objects that do not name one.
+    pub default_provider_url: Url,
+    /// Namespace to watch; `None` watches all namespaces.
+    pub namespace: Option<String>,
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Provider API client.
+    pub provider: ProviderClient,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Settings.
+    pub settings: Settings,
+    /// True once the controller has started watching.
+    pub ready: AtomicBool,
+}
+
+impl Context {
+    /// Builds the context; events are reported as `tpp-operator`.
+    pub fn new(
+        client: Client,
+        provider: ProviderClient,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "tpp-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            provider,
+            metrics,
+            clock: Arc::new(SystemClock),
+            settings,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Errors that abort a reconcile; provider failures are not among them: they are reported in
+/// status and retried on the object's own schedule.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Secret operation failed.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The object has no namespace or uid (never true for objects read from the API).
+    #[error("object is missing {0}")]
+    Incomplete(&'static str),
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube_error",
+            Error::Secret(_) => "secret_error",
+            Error::Incomplete(_) => "incomplete_object",
+            Error::Finalizer(_) => "finalizer_error",
+        }
+    }
+}
+
+/// Checks that the CRDs are installed, so a missing install fails loudly at start.
+pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), kube::Error> {
+    let api: Api<TppRegistration> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    api.list(&ListParams::default().limit(1)).await.map(|_| ())
+}
+
+/// Runs the TppRegistration controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let (registrations, secrets): (Api<TppRegistration>, Api<Secret>) =
+        match &ctx.settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+    // Only Secrets the operator wrote are watched, never every Secret in the cluster.
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crate::api::LABEL_MANAGED_BY,
+        crate::api::MANAGED_BY
+    ));
+    ctx.ready.store(true, Ordering::Relaxed);
+    Controller::new(registrations, watcher::Config::default().any_semantic())
+        .owns(secrets, owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_registration, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile loop reported an error");
+            }
+        })
+        .await;
+}
+
+async fn reconcile_registration(
+    obj: Arc<TppRegistration>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = registration::reconcile(obj, &ctx).await;
+    let kind = "TppRegistration";
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+    let label = match &result {
+        Ok(_) => "success".to_string(),
+        Err(e) => e.metric_label().to_string(),
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            kind,
+            result: label,
+        })
+        .inc();
+    result
+}
+
+fn error_policy(obj: Arc<TppRegistration>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
+        name = obj.metadata.name.as_deref().unwrap_or_default(),
+        %error,
+        "reconcile failed; retrying"
+    );
+    let jitter = rand::random_range(0..5_000);
+    Action::requeue(Duration::from_millis(10_000 + jitter))
+}

@@ -1,0 +1,823 @@
+//! The TppRegistration reconciler: register once, adopt existing credentials, and keep the
+//! client token fresh (see `refresh_token`).
+
+use super::plan::{registration_plan, token_plan, RefreshReason, RegistrationPlan, TokenPlan};
+use super::schedule::{backoff, refresh_at, FailureKind};
+use super::{Context, Error};
+use crate::api::{
+    condition, find, reason, RegistrationState, TppRegistration, TppRegistrationStatus,
+    ANNOTATION_FORCE_REFRESH, ANNOTATION_RETRY_REGISTRATION, FINALIZER, LABEL_REGISTRATION, READY,
+};
+use crate::provider::{
+    parse_base_url, token, ClientCredentials, ProviderError, RegistrationRequest, Sensitive,
+};
+use crate::secrets::{text_value, Owner, SecretError, Secrets, FIELD_MANAGER};
+use crate::telemetry::ObjectLabels;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Keys of the credentials Secret.
+pub const KEY_CLIENT_ID: &str = "client_id";
+/// Keys of the credentials Secret.
+pub const KEY_CERTIFICATE: &str = "certificate";
+
+/// Longest wait between two looks at an object that has nothing scheduled.
+const MAX_REQUEUE: Duration = Duration::from_secs(3600);
+/// Lifetime assumed when the provider states none and the token is not a JWT.
+const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
+
+/// Reconciles one TppRegistration, handling its finalizer.
+pub async fn reconcile(obj: Arc<TppRegistration>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let api: Api<TppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, obj, |event| async move {
+        match event {
+            FinalizerEvent::Apply(obj) => Run::new(&obj, ctx)?.apply().await,
+            FinalizerEvent::Cleanup(obj) => cleanup(&obj, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// What one reconcile concluded, turned into the Ready condition, an event and a requeue.
+struct Outcome {
+    ready: bool,
+    reason: &'static str,
+    message: String,
+    /// When to look again.
+    next: Option<Timestamp>,
+    /// Whether the outcome deserves an event (a change, not a routine wait).
+    event: Option<EventType>,
+}
+
+impl Outcome {
+    fn failed(reason: &'static str, message: String, next: Option<Timestamp>) -> Self {
+        Outcome {
+            ready: false,
+            reason,
+            message,
+            next,
+            event: Some(EventType::Warning),
+        }
+    }
+}
+
+/// State of one reconcile of one object.
+struct Run<'a> {
+    obj: &'a TppRegistration,
+    ctx: &'a Context,
+    name: String,
+    namespace: String,
+    secrets: Secrets,
+    owner: Owner,
+    /// Status as last written (or as read).
+    written: TppRegistrationStatus,
+    /// Status being built.
+    status: TppRegistrationStatus,
+    now: Timestamp,
+}
+
+impl<'a> Run<'a> {
+    fn new(obj: &'a TppRegistration, ctx: &'a Context) -> Result<Self, Error> {
+        let namespace = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
+        let name = obj.name_any();
+        let reference = obj
+            .controller_owner_ref(&())
+            .ok_or(Error::Incomplete("uid"))?;
+        let written = obj.status.clone().unwrap_or_default();
+        Ok(Run {
+            obj,
+            ctx,
+            secrets: Secrets::new(ctx.client.clone(), &namespace),
+            owner: Owner {
+                label: LABEL_REGISTRATION,
+                name: name.clone(),
+                reference,
+            },
+            status: written.clone(),
+            written,
+            name,
+            namespace,
+            now: ctx.clock.now(),
+        })
+    }
+
+    async fn apply(mut self) -> Result<Action, Error> {
+        let outcome = match self.step().await? {
+            ControlFlow::Break(outcome) | ControlFlow::Continue(outcome) => outcome,
+        };
+        self.finish(outcome).await
+    }
+
+    /// Registration (or adoption), then the token.
+    async fn step(&mut self) -> Result<ControlFlow<Outcome, Outcome>, Error> {
+        let provider_url = self
+            .status
+            .provider_url
+            .clone()
+            .or_else(|| self.obj.spec.provider_url.clone())
+            .unwrap_or_else(|| self.ctx.settings.default_provider_url.to_string());
+        let base = match parse_base_url(&provider_url) {
+            Ok(url) => url,
+            Err(e) => {
+                return Ok(ControlFlow::Break(Outcome::failed(
+                    reason::INVALID_PROVIDER_URL,
+                    format!("{e}. Set spec.providerUrl to the provider's https base URL."),
+                    None,
+                )))
+            }
+        };
+        self.status.credentials_secret = Some(self.obj.credentials_secret_name());
+        self.status.token_secret = Some(self.obj.token_secret_name());
+
+        let credentials = match self.credentials(&base, &provider_url).await? {
+            ControlFlow::Continue(c) => c,
+            ControlFlow::Break(outcome) => return Ok(ControlFlow::Break(outcome)),
+        };
+        self.token(&base, &credentials)
+            .await
+            .map(ControlFlow::Continue)
+    }
+
+    /// Reads the credentials Secret, adopting it if new to this object, or registers.
+    async fn credentials(
+        &mut self,
+        base: &Url,
+        provider_url: &str,
+    ) -> Result<ControlFlow<Outcome, ClientCredentials>, Error> {
+        let secret_name = self.obj.credentials_secret_name();
+        let Some(secret) = self.secrets.get(&secret_name).await? else {
+            return self.register(base, provider_url).await;
+        };
+        let parsed = text_value(&secret, KEY_CLIENT_ID)
+            .and_then(|id| text_value(&secret, KEY_CERTIFICATE).map(|c| (id, c)));
+        let (client_id, certificate) = match parsed {
+            Ok(pair) => pair,
+            Err(e) => {
+                return Ok(ControlFlow::Break(Outcome::failed(
+                    reason::INVALID_CREDENTIALS_SECRET,
+                    format!(
+                        "{e}. The credentials Secret needs the keys {KEY_CLIENT_ID} and {KEY_CERTIFICATE}; fix it, or delete it to let the operator register."
+                    ),
+                    None,
+                )))
+            }
+        };
+        if self.status.registration.is_none()
+            || self.status.registration_attempt_started_at.is_some()
+        {
+            // A Secret we did not write (or whose registration status was lost) is adopted as is.
+            let state = if self.owner.owns(&secret) {
+                RegistrationState::Registered
+            } else {
+                RegistrationState::Adopted
+            };
+            self.status.registration = Some(state);
+            self.status.registration_attempt_started_at = None;
+            self.status.registered_at.get_or_insert(Time(self.now));
+            self.status.provider_url = Some(provider_url.to_string());
+            self.status.consecutive_failures = 0;
+            self.status.last_failure = None;
+            if state == RegistrationState::Adopted {
+                self.event(
+                    EventType::Normal,
+                    "Adopted",
+                    format!("Adopted existing credentials from Secret {secret_name} (client {client_id}); no registration call made."),
+                )
+                .await;
+            }
+        }
+        Ok(ControlFlow::Continue(ClientCredentials {
+            client_id,
+            certificate: Sensitive::new(certificate),
+        }))
+    }
+
+    /// Registers with the provider, persisting the attempt before the call and the result
+    /// before anything else, so a crash never causes a second registration.
+    async fn register(
+        &mut self,
+        base: &Url,
+        provider_url: &str,
+    ) -> Result<ControlFlow<Outcome, ClientCredentials>, Error> {
+        let retry = self
+            .obj
+            .annotations()
+            .get(ANNOTATION_RETRY_REGISTRATION)
+            .map(String::as_str);
+        let credentials_name = self.obj.credentials_secret_name();
+        match registration_plan(&self.status, retry, self.now) {
+            RegistrationPlan::Register => {}
+            RegistrationPlan::WaitUntil(t) => {
+                return Ok(ControlFlow::Break(Outcome { next: Some(t), event: None, ..self.unchanged_ready() }));
+            }
+            RegistrationPlan::Unconfirmed { started_at } => {
+                return Ok(ControlFlow::Break(Outcome {
+                    event: None,
+                    ..Outcome::failed(reason::REGISTRATION_UNCONFIRMED, self.unconfirmed_message(started_at), None)
+                }))
+            }
+            RegistrationPlan::CredentialsLost => {
+                return Ok(ControlFlow::Break(Outcome::failed(
+                    reason::CREDENTIALS_LOST,
+                    format!(
+                        "Secret {credentials_name} with the credentials of client {} is gone. Restore it (keys {KEY_CLIENT_ID} and {KEY_CERTIFICATE}); registering again would create a second registration at the provider, so the operator does that only after: kubectl annotate tpp {} {ANNOTATION_RETRY_REGISTRATION}=$(date +%s) --overwrite",
+                        self.status.client_id.as_deref().unwrap_or("?"),
+                        self.name
+                    ),
+                    None,
+                )))
+            }
+        }
+
+        let signature = match self.signature_certificate().await? {
+            Ok(s) => s,
+            Err(e) => {
+                return Ok(ControlFlow::Break(self.failure(
+                    reason::INVALID_SIGNATURE_CERTIFICATE,
+                    e,
+                    FailureKind::Transient,
+                    None,
+                )))
+            }
+        };
+
+        // Persist the attempt first: if the process dies during the call, the next run knows
+        // the outcome is unknown and will not register a second time on its own.
+        self.status.registration_attempt_started_at = Some(Time(self.now));
+        self.status.handled_retry_registration = retry
+            .map(str::to_string)
+            .or(self.status.handled_retry_registration.take());
+        self.status.provider_url = Some(provider_url.to_string());
+        self.persist().await?;
+
+        let spec = &self.obj.spec;
+        let request = RegistrationRequest {
+            country_iso: spec.organisation.country_iso.clone(),
+            address: spec.organisation.address.clone(),
+            name: spec.organisation.name.clone(),
+            email: spec.organisation.email.clone(),
+            certificate_type: spec.certificate_type.as_str().to_string(),
+            callback_url: spec.callback_url.clone(),
+        };
+        let response = match self.ctx.provider.register(base, &signature, &request).await {
+            Ok(r) => r,
+            Err(e) if e.outcome_unknown() => {
+                self.status.last_failure = Some(e.to_string());
+                let started = self.now;
+                return Ok(ControlFlow::Break(Outcome::failed(
+                    reason::REGISTRATION_UNCONFIRMED,
+                    self.unconfirmed_message(started),
+                    None,
+                )));
+            }
+            Err(e) => {
+                self.status.registration_attempt_started_at = None;
+                let reason = match e.status() {
+                    Some(401 | 403) => reason::INVALID_SIGNATURE_CERTIFICATE,
+                    _ if e.is_transient() => reason::PROVIDER_UNAVAILABLE,
+                    _ => reason::REGISTRATION_REJECTED,
+                };
+                let kind = if e.is_transient() {
+                    FailureKind::Transient
+                } else {
+                    FailureKind::Permanent
+                };
+                let retry_after = e.retry_after();
+                let message = registration_error_message(
+                    &e,
+                    &self.obj.spec.signature_certificate_secret_ref.name,
+                );
+                return Ok(ControlFlow::Break(self.failure(
+                    reason,
+                    message,
+                    kind,
+                    retry_after,
+                )));
+            }
+        };
+
+        let credentials = ClientCredentials {
+            client_id: response.client_id.clone(),
+            certificate: response.certificate.clone(),
+        };
+        self.write_credentials(&credentials_name, &credentials)
+            .await?;
+        self.status.registration = Some(RegistrationState::Registered);
+        self.status.registration_attempt_started_at = None;
+        self.status.registered_at = Some(Time(self.now));
+        self.status.client_id = Some(credentials.client_id.clone());
+        self.status.consecutive_failures = 0;
+        self.status.next_refresh_at = None;
+        self.status.last_failure = None;
+        self.persist().await?;
+        self.event(
+            EventType::Normal,
+            reason::REGISTERED,
+            format!("Registered with {provider_url} as client {}; credentials stored in Secret {credentials_name}.", credentials.client_id),
+        )
+        .await;
+        Ok(ControlFlow::Continue(credentials))
+    }
+
+    /// Stores fresh credentials; retried a few times because they exist nowhere else.
+    async fn write_credentials(
+        &self,
+        name: &str,
+        credentials: &ClientCredentials,
+    ) -> Result<(), Error> {
+        let data = BTreeMap::from([
+            (KEY_CLIENT_ID.to_string(), credentials.client_id.clone()),
+            (
+                KEY_CERTIFICATE.to_string(),
+                credentials.certificate.expose().to_string(),
+            ),
+        ]);
+        let mut attempt = 0;
+        loop {
+            match self.secrets.apply(name, &self.owner, data.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ SecretError::NotOwned { .. }) => return Err(e.into()),
+                Err(e) if attempt >= 4 => {
+                    tracing::error!(namespace = %self.namespace, name = %self.name, error = %e, "could not store the credentials issued at registration");
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %self.namespace, name = %self.name, error = %e, "storing credentials failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads the signature certificate; the inner error is a message for the user.
+    async fn signature_certificate(&self) -> Result<Result<Sensitive, String>, Error> {
+        let reference = &self.obj.spec.signature_certificate_secret_ref;
+        let hint = format!(
+            "Create it with: kubectl -n {} create secret generic {} --from-literal={}=<your signature certificate>",
+            self.namespace, reference.name, reference.key
+        );
+        let Some(secret) = self.secrets.get(&reference.name).await? else {
+            return Ok(Err(format!(
+                "Secret {} (signature certificate) does not exist. {hint}",
+                reference.name
+            )));
+        };
+        Ok(text_value(&secret, &reference.key)
+            .map(Sensitive::new)
+            .map_err(|e| format!("{e}; it must hold the signature certificate. {hint}")))
+    }
+
+    /// Decides about the token and refreshes it when due.
+    async fn token(
+        &mut self,
+        base: &Url,
+        credentials: &ClientCredentials,
+    ) -> Result<Outcome, Error> {
+        let token_name = self.obj.token_secret_name();
+        let existing = self.secrets.get(&token_name).await?;
+        if let Some(secret) = &existing {
+            if !self.owner.owns(secret) {
+                let e = SecretError::NotOwned { name: token_name };
+                return Ok(self.failure(
+                    reason::SECRET_CONFLICT,
+                    e.to_string(),
+                    FailureKind::Permanent,
+                    None,
+                ));
+            }
+        }
+        let force = self
+            .obj
+            .annotations()
+            .get(ANNOTATION_FORCE_REFRESH)
+            .cloned();
+        let plan = token_plan(
+            &self.status,
+            &credentials.client_id,
+            existing.is_some(),
+            force.as_deref(),
+            self.now,
+        );
+        self.status.client_id = Some(credentials.client_id.clone());
+        match plan {
+            TokenPlan::WaitUntil(t) => Ok(self.waiting(t, existing.is_some())),
+            TokenPlan::Refresh(why) => {
+                if why == RefreshReason::Forced {
+                    self.status.handled_force_refresh = force;
+                }
+                self.refresh_token(base, credentials, &token_name, why, existing.is_some())
+                    .await
+            }
+        }
+    }
+
+    /// Gets a new client token and writes it to the token Secret; on failure the old token
+    /// stays in place and the next attempt backs off.
+    async fn refresh_token(
+        &mut self,
+        base: &Url,
+        credentials: &ClientCredentials,
+        token_name: &str,
+        why: RefreshReason,
+        had_token: bool,
+    ) -> Result<Outcome, Error> {
+        tracing::info!(namespace = %self.namespace, name = %self.name, reason = ?why, "refreshing client token");
+        let response = match self
+            .ctx
+            .provider
+            .client_token(base, credentials, &self.obj.spec.scope)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(self.token_failure(e, credentials, had_token)),
+        };
+        let issued = self.now;
+        let expiry =
+            token::effective_expiry(issued, response.expires_in, response.access_token.expose())
+                .unwrap_or_else(|| issued.saturating_add(FALLBACK_LIFETIME).unwrap_or(issued));
+        let next = refresh_at(
+            issued,
+            expiry,
+            &self.obj.spec.refresh,
+            rand::random_range(-1.0..=1.0),
+        );
+        let data = BTreeMap::from([
+            (
+                "access_token".to_string(),
+                response.access_token.expose().to_string(),
+            ),
+            ("token_type".to_string(), response.token_type.clone()),
+            ("expires_at".to_string(), rfc3339(expiry)),
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", response.access_token.expose()),
+            ),
+        ]);
+        match self.secrets.apply(token_name, &self.owner, data).await {
+            Ok(()) => {}
+            Err(e @ SecretError::NotOwned { .. }) => {
+                return Ok(self.failure(
+                    reason::SECRET_CONFLICT,
+                    e.to_string(),
+                    FailureKind::Permanent,
+                    None,
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.status.token_issued_at = Some(Time(issued));
+        self.status.token_expires_at = Some(Time(expiry));
+        self.status.next_refresh_at = Some(Time(next));
+        self.status.consecutive_failures = 0;
+        self.status.last_failure = None;
+        self.ctx
+            .metrics
+            .token_refreshes
+            .get_or_create(&self.labels())
+            .inc();
+        Ok(Outcome {
+            ready: true,
+            reason: reason::TOKEN_REFRESHED,
+            message: format!(
+                "Client token in Secret {token_name} is valid until {}; next refresh at {}.",
+                rfc3339(expiry),
+                rfc3339(next)
+            ),
+            next: Some(next),
+            event: Some(EventType::Normal),
+        })
+    }
+
+    fn token_failure(
+        &mut self,
+        e: ProviderError,
+        credentials: &ClientCredentials,
+        had_token: bool,
+    ) -> Outcome {
+        let valid_until = self
+            .status
+            .token_expires_at
+            .as_ref()
+            .map(|t| t.0)
+            .filter(|t| had_token && *t > self.now);
+        let kind = if e.is_transient() {
+            FailureKind::Transient
+        } else {
+            FailureKind::Permanent
+        };
+        let (reason, advice) = match (kind, e.status()) {
+            (FailureKind::Permanent, Some(401 | 403)) => (
+                reason::INVALID_CLIENT_CREDENTIALS,
+                format!(
+                    "The provider rejected client {} at the token endpoint; check Secret {}.",
+                    credentials.client_id,
+                    self.obj.credentials_secret_name()
+                ),
+            ),
+            (FailureKind::Permanent, _) => (
+                reason::TOKEN_REQUEST_REJECTED,
+                format!(
+                    "The provider refused the token request; check spec.scope ({:?}).",
+                    self.obj.spec.scope
+                ),
+            ),
+            (FailureKind::Transient, _) if valid_until.is_some() => {
+                (reason::REFRESH_FAILING, String::new())
+            }
+            (FailureKind::Transient, _) => (reason::PROVIDER_UNAVAILABLE, String::new()),
+        };
+        let mut outcome = self.failure(
+            reason,
+            format!("Token request failed: {e}. {advice}"),
+            kind,
+            e.retry_after(),
+        );
+        if let Some(until) = valid_until {
+            outcome.message.push_str(&format!(
+                " The current token stays valid until {}.",
+                rfc3339(until)
+            ));
+            // Wake up at expiry to report the token as expired if the retry has not fixed it.
+            outcome.next = outcome.next.map(|n| n.min(until));
+            outcome.ready = reason == reason::REFRESH_FAILING;
+        }
+        outcome
+    }
+
+    /// Records a failure: backoff, status, and a Ready=False (or RefreshFailing) outcome.
+    fn failure(
+        &mut self,
+        reason: &'static str,
+        message: String,
+        kind: FailureKind,
+        retry_after: Option<Duration>,
+    ) -> Outcome {
+        self.status.consecutive_failures = self.status.consecutive_failures.saturating_add(1);
+        let delay = backoff(
+            self.status.consecutive_failures,
+            kind,
+            retry_after,
+            rand::random_range(0.0..=1.0),
+        );
+        let next = add(self.now, delay);
+        self.status.next_refresh_at = Some(Time(next));
+        self.status.last_failure = Some(message.clone());
+        let message = format!(
+            "{message} Attempt {} failed; next attempt at {}.",
+            self.status.consecutive_failures,
+            rfc3339(next)
+        );
+        Outcome::failed(reason, message, Some(next))
+    }
+
+    /// Nothing to call now: keep the Ready condition unless the token has expired meanwhile.
+    fn waiting(&self, until: Timestamp, token_exists: bool) -> Outcome {
+        let expiry = self.status.token_expires_at.as_ref().map(|t| t.0);
+        match expiry {
+            Some(exp) if token_exists && exp <= self.now => Outcome {
+                ready: false,
+                reason: reason::TOKEN_EXPIRED,
+                message: format!(
+                    "The client token expired at {} and could not be refreshed yet{}; next attempt at {}.",
+                    rfc3339(exp),
+                    self.status.last_failure.as_deref().map(|f| format!(" (last failure: {f})")).unwrap_or_default(),
+                    rfc3339(until)
+                ),
+                next: Some(until),
+                event: Some(EventType::Warning),
+            },
+            Some(exp) if token_exists => Outcome { next: Some(until.min(exp.max(self.now))), event: None, ..self.unchanged_ready() },
+            _ => Outcome { next: Some(until), event: None, ..self.unchanged_ready() },
+        }
+    }
+
+    /// The current Ready condition as an outcome (used when nothing changes).
+    fn unchanged_ready(&self) -> Outcome {
+        match find(&self.written.conditions, READY) {
+            Some(c) => Outcome {
+                ready: c.status == "True",
+                reason: known_reason(&c.reason),
+                message: c.message.clone(),
+                next: None,
+                event: None,
+            },
+            None => Outcome {
+                ready: false,
+                reason: reason::PROGRESSING,
+                message: "Waiting for the first attempt.".into(),
+                next: None,
+                event: None,
+            },
+        }
+    }
+
+    fn unconfirmed_message(&self, started: Timestamp) -> String {
+        format!(
+            "A registration call started at {} got no usable answer{}, so the provider may have registered this organisation. If it did, create Secret {} with keys {KEY_CLIENT_ID} and {KEY_CERTIFICATE}; otherwise allow one more attempt with: kubectl annotate tpp {} {ANNOTATION_RETRY_REGISTRATION}=$(date +%s) --overwrite",
+            rfc3339(started),
+            self.status.last_failure.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
+            self.obj.credentials_secret_name(),
+            self.name
+        )
+    }
+
+    /// Writes the Ready condition and the status (if changed), emits the event, sets metrics.
+    async fn finish(mut self, outcome: Outcome) -> Result<Action, Error> {
+        let previous = find(&self.written.conditions, READY).cloned();
+        let ready = condition(
+            previous.as_ref(),
+            READY,
+            outcome.ready,
+            outcome.reason,
+            outcome.message.clone(),
+            self.obj.metadata.generation,
+            self.now,
+        );
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.status != ready.status || p.reason != ready.reason);
+        self.status.conditions.retain(|c| c.type_ != READY);
+        self.status.conditions.push(ready);
+        self.status.observed_generation = self.obj.metadata.generation;
+        self.persist().await?;
+
+        if let Some(kind) = outcome.event {
+            // Routine refreshes are events too, but a repeated identical failure is not news.
+            if changed || kind == EventType::Normal || outcome.reason != reason::REFRESH_FAILING {
+                self.event(kind, outcome.reason, outcome.message.clone())
+                    .await;
+            }
+        }
+        self.update_metrics(outcome.ready);
+        let wait = outcome
+            .next
+            .map(|t| {
+                Duration::try_from(t.duration_since(self.ctx.clock.now())).unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(MAX_REQUEUE)
+            .min(MAX_REQUEUE);
+        Ok(Action::requeue(wait))
+    }
+
+    /// Writes the status with server-side apply, only when it differs from what is stored.
+    async fn persist(&mut self) -> Result<(), Error> {
+        if self.status == self.written {
+            return Ok(());
+        }
+        let api: Api<TppRegistration> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "tpp-operator.dev/v1alpha1",
+            "kind": "TppRegistration",
+            "status": self.status,
+        });
+        api.patch_status(
+            &self.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
+        self.written = self.status.clone();
+        Ok(())
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.obj.object_ref(&()))
+            .await
+        {
+            tracing::warn!(namespace = %self.namespace, name = %self.name, error = %e, "could not publish event");
+        }
+    }
+
+    fn labels(&self) -> ObjectLabels {
+        ObjectLabels {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    fn update_metrics(&self, ready: bool) {
+        let labels = self.labels();
+        let m = &self.ctx.metrics;
+        m.registration_ready
+            .get_or_create(&labels)
+            .set(i64::from(ready));
+        m.token_refresh_failures
+            .get_or_create(&labels)
+            .set(i64::from(self.status.consecutive_failures));
+        if let Some(t) = &self.status.token_expires_at {
+            m.token_expiry
+                .get_or_create(&labels)
+                .set(t.0.as_millisecond() as f64 / 1000.0);
+        }
+        if let Some(t) = &self.status.next_refresh_at {
+            m.token_next_refresh
+                .get_or_create(&labels)
+                .set(t.0.as_millisecond() as f64 / 1000.0);
+        }
+    }
+}
+
+/// Cleans up on deletion: deletes or releases the Secrets the operator wrote.
+async fn cleanup(obj: &TppRegistration, ctx: &Context) -> Result<Action, Error> {
+    let run = Run::new(obj, ctx)?;
+    let names = [obj.credentials_secret_name(), obj.token_secret_name()];
+    let mut touched = Vec::new();
+    for name in names {
+        let done = match obj.spec.deletion_policy {
+            crate::api::DeletionPolicy::Delete => {
+                run.secrets.delete_owned(&name, &run.owner).await?
+            }
+            crate::api::DeletionPolicy::Retain => run.secrets.release(&name, &run.owner).await?,
+        };
+        if done {
+            touched.push(name);
+        }
+    }
+    ctx.metrics.forget_registration(&run.labels());
+    if !touched.is_empty() {
+        let verb = match obj.spec.deletion_policy {
+            crate::api::DeletionPolicy::Delete => "Deleted",
+            crate::api::DeletionPolicy::Retain => "Retained",
+        };
+        run.event(
+            EventType::Normal,
+            verb,
+            format!("{verb} Secrets {} on deletion.", touched.join(", ")),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
+fn registration_error_message(e: &ProviderError, signature_secret: &str) -> String {
+    match e.status() {
+        Some(401 | 403) => format!("Registration refused: {e}. Check the signature certificate in Secret {signature_secret}."),
+        _ if e.is_transient() => format!("Registration failed: {e}."),
+        _ => format!(
+            "Registration refused: {e}. Check spec.organisation and spec.callbackUrl; as they cannot change, create a corrected TppRegistration."
+        ),
+    }
+}
+
+/// Maps a stored reason back to the static set (unknown reasons become Progressing).
+fn known_reason(stored: &str) -> &'static str {
+    reason::ALL
+        .iter()
+        .find(|r| **r == stored)
+        .copied()
+        .unwrap_or(reason::PROGRESSING)
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(t)
+}
+
+/// RFC 3339 in UTC with whole seconds, as written to `expires_at`.
+/// Sub-seconds are cut, never rounded up, so the written expiry is never later than the real one.
+pub fn rfc3339(t: Timestamp) -> String {
+    Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

@@ -1,0 +1,8 @@
+//! tpp-operator: keeps Open Banking TPP registrations, client tokens and consents in Kubernetes.
+
+pub mod api;
+pub mod controller;
+pub mod http;
+pub mod provider;
+pub mod secrets;
+pub mod telemetry;

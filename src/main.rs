@@ -1,0 +1,160 @@
+//! The `tpp-operator` binary: `run` the controller, or print the `crds`.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tpp_operator::controller::{self, Context, Settings};
+use tpp_operator::provider::{parse_base_url, ProviderClient, ProviderConfig};
+use tpp_operator::telemetry::{self, LogFormat, Metrics};
+
+#[derive(Parser)]
+#[command(
+    name = "tpp-operator",
+    version,
+    about = "Keeps Open Banking TPP credentials and tokens fresh in Kubernetes Secrets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller and its HTTP server (health, readiness, metrics).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML (what crds/ holds).
+    Crds,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Provider base URL for TppRegistrations that set no spec.providerUrl.
+    #[arg(long, env = "TPP_DEFAULT_PROVIDER_URL", default_value = tpp_operator::api::DEFAULT_PROVIDER_URL)]
+    default_provider_url: String,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "TPP_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "TPP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Timeout of one provider call, in seconds.
+    #[arg(long, env = "TPP_PROVIDER_TIMEOUT_SECONDS", default_value_t = 30)]
+    provider_timeout_seconds: u64,
+    /// Requests per second allowed to each provider host.
+    #[arg(long, env = "TPP_PROVIDER_RATE_LIMIT", default_value_t = 10.0)]
+    provider_rate_limit: f64,
+    /// Requests allowed in a burst above the rate.
+    #[arg(long, env = "TPP_PROVIDER_BURST", default_value_t = 10)]
+    provider_burst: u32,
+    /// Log format.
+    #[arg(long, env = "TPP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds => match tpp_operator::api::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot render CRDs: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            telemetry::init_logging(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "tpp-operator stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let default_provider_url = parse_base_url(&args.default_provider_url)
+        .map_err(|e| format!("--default-provider-url: {e}"))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
+    controller::check_crds(&client, args.namespace.as_deref()).await.map_err(|e| {
+        format!("cannot list TppRegistrations; are the CRDs installed (kubectl apply -f crds/) and RBAC granted? {e}")
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let provider = ProviderClient::new(
+        &ProviderConfig {
+            timeout: Duration::from_secs(args.provider_timeout_seconds.max(1)),
+            rate_limit: args.provider_rate_limit,
+            burst: args.provider_burst,
+        },
+        metrics.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let settings = Settings {
+        default_provider_url,
+        namespace: args.namespace,
+    };
+    let ctx = Arc::new(Context::new(client, provider, metrics, settings));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let http = tokio::spawn(tpp_operator::http::serve(
+        args.http_addr,
+        ctx.clone(),
+        wait_stop(stop_rx.clone()),
+    ));
+    let controller = tokio::spawn(controller::run(ctx.clone(), wait_stop(stop_rx)));
+    tracing::info!(provider = %ctx.settings.default_provider_url, namespace = ?ctx.settings.namespace, "tpp-operator started");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight reconciles");
+    let _ = stop_tx.send(true);
+    let _ = controller.await;
+    match http.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("HTTP server on {}: {e}", args.http_addr)),
+        Err(e) => Err(format!("HTTP server task: {e}")),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,136 @@
+//! Errors of provider calls, classified so the reconcilers know whether to retry.
+
+use std::time::Duration;
+
+/// The provider endpoint a call went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /api/account/registration`.
+    Registration,
+    /// `POST /auth/token` with client credentials.
+    ClientToken,
+    /// `POST /auth/token` with an authorisation code.
+    AuthorizationCodeToken,
+    /// `POST /account-access-consents`.
+    ConsentCreate,
+    /// `GET /account-access-consents/{id}`.
+    ConsentGet,
+    /// `DELETE /account-access-consents/{id}`.
+    ConsentDelete,
+}
+
+impl Endpoint {
+    /// Stable name used in metrics and messages.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Endpoint::Registration => "registration",
+            Endpoint::ClientToken => "client_token",
+            Endpoint::AuthorizationCodeToken => "authorization_code_token",
+            Endpoint::ConsentCreate => "consent_create",
+            Endpoint::ConsentGet => "consent_get",
+            Endpoint::ConsentDelete => "consent_delete",
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed provider call. Messages never contain secrets or raw response bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// No answer within the client's timeout.
+    #[error("{endpoint} call to the provider timed out after {timeout:?}")]
+    Timeout {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// Timeout in force.
+        timeout: Duration,
+    },
+    /// The connection could not be opened, so the request never reached the provider.
+    #[error("could not connect to the provider for {endpoint}: {detail}")]
+    Connect {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// What the network stack said.
+        detail: String,
+    },
+    /// The connection broke after the request may have been sent.
+    #[error("network error during {endpoint} call to the provider: {detail}")]
+    Network {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// What the network stack said.
+        detail: String,
+    },
+    /// The provider answered with an error status.
+    #[error("provider answered {status} to {endpoint}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// HTTP status code.
+        status: u16,
+        /// Retry-After, when the provider sent one.
+        retry_after: Option<Duration>,
+        /// The provider's own error message, shortened and with known secrets redacted.
+        detail: Option<String>,
+    },
+    /// The provider answered 2xx with a body this client cannot read.
+    #[error("provider sent an unreadable {endpoint} response: {detail}")]
+    Malformed {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// What was wrong (field names only, never values).
+        detail: String,
+    },
+    /// The configured provider URL cannot be used.
+    #[error("invalid provider URL: {0}")]
+    InvalidUrl(String),
+}
+
+impl ProviderError {
+    /// True when the same request may succeed later (5xx, 429, 408, timeouts, network errors,
+    /// unreadable success bodies); false when it will fail again unchanged (other 4xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProviderError::Timeout { .. }
+            | ProviderError::Connect { .. }
+            | ProviderError::Network { .. }
+            | ProviderError::Malformed { .. } => true,
+            ProviderError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            ProviderError::InvalidUrl(_) => false,
+        }
+    }
+
+    /// The delay the provider asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// HTTP status, when the provider answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProviderError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True when the provider may have acted on the request although no usable answer came
+    /// back. A non-idempotent call (registration) must not be repeated blindly after such an error.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Timeout { .. }
+                | ProviderError::Network { .. }
+                | ProviderError::Malformed { .. }
+        )
+    }
+}

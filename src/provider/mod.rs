@@ -1,0 +1,378 @@
+//! The one HTTP client for the provider's API: typed calls, a timeout, a per-host rate limit,
+//! error classification, and no secret in any log line or error.
+
+mod error;
+mod ratelimit;
+pub mod token;
+mod types;
+
+pub use error::{Endpoint, ProviderError};
+pub use ratelimit::{RateLimiter, TokenBucket};
+pub use types::*;
+
+use crate::telemetry::{CallLabels, EndpointLabels, Metrics};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// Settings of the provider client.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// Timeout of one whole call.
+    pub timeout: Duration,
+    /// Requests per second allowed per provider host.
+    pub rate_limit: f64,
+    /// Burst allowed above the rate.
+    pub burst: u32,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            timeout: Duration::from_secs(30),
+            rate_limit: 10.0,
+            burst: 10,
+        }
+    }
+}
+
+/// Client for the provider API, shared by all reconcilers.
+pub struct ProviderClient {
+    http: reqwest::Client,
+    limiter: RateLimiter,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl ProviderClient {
+    /// Builds the client; the TLS roots are the operating system's.
+    pub fn new(config: &ProviderConfig, metrics: Arc<Metrics>) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("tpp-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::InvalidUrl(format!("cannot build HTTP client: {e}")))?;
+        Ok(ProviderClient {
+            http,
+            limiter: RateLimiter::new(config.rate_limit, config.burst),
+            timeout: config.timeout,
+            metrics,
+        })
+    }
+
+    /// Registers the organisation (`POST /api/account/registration`). Not idempotent.
+    pub async fn register(
+        &self,
+        base: &Url,
+        signature_certificate: &Sensitive,
+        request: &RegistrationRequest,
+    ) -> Result<RegistrationResponse, ProviderError> {
+        let endpoint = Endpoint::Registration;
+        let url = join(base, "api/account/registration")?;
+        let builder = self
+            .http
+            .post(url.clone())
+            .header("signature-certificate", signature_certificate.expose())
+            .json(request);
+        let body = self
+            .send(endpoint, &url, builder, &[signature_certificate.expose()])
+            .await?;
+        let parsed: RegistrationResponse = parse(endpoint, &body)?;
+        if parsed.client_id.trim().is_empty() || parsed.certificate.is_blank() {
+            return Err(ProviderError::Malformed {
+                endpoint,
+                detail: "ClientId or Certificate is empty".into(),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// Obtains a client-credentials access token (`POST /auth/token`, form-encoded).
+    pub async fn client_token(
+        &self,
+        base: &Url,
+        credentials: &ClientCredentials,
+        scope: &str,
+    ) -> Result<TokenResponse, ProviderError> {
+        let endpoint = Endpoint::ClientToken;
+        let url = join(base, "auth/token")?;
+        let form = [
+            ("password", credentials.certificate.expose()),
+            ("client_id", credentials.client_id.as_str()),
+            ("scope", scope),
+            ("grant_type", "client_credentials"),
+        ];
+        let builder = self.http.post(url.clone()).form(&form);
+        let body = self
+            .send(endpoint, &url, builder, &[credentials.certificate.expose()])
+            .await?;
+        let parsed: TokenResponse = parse(endpoint, &body)?;
+        if parsed.access_token.is_blank() {
+            return Err(ProviderError::Malformed {
+                endpoint,
+                detail: "access_token is empty".into(),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// Sends one request after the rate limiter allows it; returns the body of a 2xx answer.
+    async fn send(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        builder: reqwest::RequestBuilder,
+        secrets: &[&str],
+    ) -> Result<Vec<u8>, ProviderError> {
+        self.limiter.wait(url.host_str().unwrap_or_default()).await;
+        let started = Instant::now();
+        let result = self.exchange(endpoint, builder, secrets).await;
+        let elapsed = started.elapsed();
+        self.metrics
+            .provider_latency
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) if e.is_transient() => "transient_error",
+            Err(_) => "permanent_error",
+        };
+        self.metrics
+            .provider_calls
+            .get_or_create(&CallLabels {
+                endpoint: endpoint.as_str(),
+                outcome,
+            })
+            .inc();
+        match &result {
+            Ok(_) => {
+                tracing::debug!(%endpoint, ms = elapsed.as_millis() as u64, "provider call succeeded")
+            }
+            Err(e) => {
+                tracing::info!(%endpoint, ms = elapsed.as_millis() as u64, error = %e, "provider call failed")
+            }
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        endpoint: Endpoint,
+        builder: reqwest::RequestBuilder,
+        secrets: &[&str],
+    ) -> Result<Vec<u8>, ProviderError> {
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e))?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        Err(ProviderError::Status {
+            endpoint,
+            status: status.as_u16(),
+            retry_after,
+            detail: error_detail(&body, secrets),
+        })
+    }
+
+    fn transport_error(&self, endpoint: Endpoint, e: reqwest::Error) -> ProviderError {
+        let (timeout, connect) = (e.is_timeout(), e.is_connect());
+        let detail = root_cause(&e.without_url());
+        if timeout {
+            ProviderError::Timeout {
+                endpoint,
+                timeout: self.timeout,
+            }
+        } else if connect {
+            ProviderError::Connect { endpoint, detail }
+        } else {
+            ProviderError::Network { endpoint, detail }
+        }
+    }
+}
+
+/// Appends a path to the base URL, keeping any path prefix the base has.
+fn join(base: &Url, path: &str) -> Result<Url, ProviderError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let with_slash = format!("{}/", base.path());
+        base.set_path(&with_slash);
+    }
+    base.join(path)
+        .map_err(|e| ProviderError::InvalidUrl(e.to_string()))
+}
+
+/// Parses and checks a provider base URL.
+pub fn parse_base_url(raw: &str) -> Result<Url, ProviderError> {
+    let url = Url::parse(raw).map_err(|e| ProviderError::InvalidUrl(format!("{raw:?}: {e}")))?;
+    match url.scheme() {
+        "https" | "http" => Ok(url),
+        other => Err(ProviderError::InvalidUrl(format!(
+            "{raw:?}: scheme {other} is not http(s)"
+        ))),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<T, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| ProviderError::Malformed {
+        endpoint,
+        // serde's messages name fields and positions, never values of strings.
+        detail: format!(
+            "{} at line {} column {}",
+            classify_json_error(&e),
+            e.line(),
+            e.column()
+        ),
+    })
+}
+
+fn classify_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => {
+            // "missing field `ClientId`" names a field only; "invalid type: string \"...\"" would
+            // quote a value, which may be a secret, so it is not repeated.
+            let msg = e.to_string();
+            let msg = msg.split(" at line").next().unwrap_or_default();
+            if msg.starts_with("missing field") {
+                msg.to_string()
+            } else {
+                "a field has an unexpected type or value".into()
+            }
+        }
+        Category::Syntax => "not valid JSON".into(),
+        Category::Eof => "truncated JSON".into(),
+        Category::Io => "I/O error".into(),
+    }
+}
+
+/// Retry-After as delta-seconds (HTTP dates are rare for APIs and are ignored).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The provider's error message from a JSON body, short, with any secret we sent redacted.
+fn error_detail(body: &[u8], secrets: &[&str]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = [
+        "error_description",
+        "message",
+        "Message",
+        "error",
+        "title",
+        "statusMessage",
+    ]
+    .iter()
+    .find_map(|k| {
+        json.get(*k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.trim().is_empty())
+    })?;
+    let mut text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        text = text.replace(secret, "[redacted]");
+    }
+    Some(text)
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_keeps_path_prefix() {
+        let base = Url::parse("https://bank.example/sandbox").unwrap();
+        assert_eq!(
+            join(&base, "auth/token").unwrap().as_str(),
+            "https://bank.example/sandbox/auth/token"
+        );
+        let root = Url::parse("https://bank.example").unwrap();
+        assert_eq!(
+            join(&root, "auth/token").unwrap().as_str(),
+            "https://bank.example/auth/token"
+        );
+    }
+
+    #[test]
+    fn error_detail_redacts_sent_secrets_and_ignores_non_json() {
+        let body = br#"{"message":"certificate Adaobi@ is not valid"}"#;
+        assert_eq!(
+            error_detail(body, &["Adaobi@"]).as_deref(),
+            Some("certificate [redacted] is not valid")
+        );
+        assert_eq!(
+            error_detail(b"<html>password=Adaobi@</html>", &["Adaobi@"]),
+            None
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let status = |s| ProviderError::Status {
+            endpoint: Endpoint::ClientToken,
+            status: s,
+            retry_after: None,
+            detail: None,
+        };
+        assert!(status(503).is_transient());
+        assert!(status(429).is_transient());
+        assert!(!status(401).is_transient());
+        assert!(!status(400).is_transient());
+        assert!(!status(500).outcome_unknown());
+        let timeout = ProviderError::Timeout {
+            endpoint: Endpoint::Registration,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(timeout.is_transient() && timeout.outcome_unknown());
+        let connect = ProviderError::Connect {
+            endpoint: Endpoint::Registration,
+            detail: "refused".into(),
+        };
+        assert!(connect.is_transient() && !connect.outcome_unknown());
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn malformed_messages_carry_no_values() {
+        let err = parse::<RegistrationResponse>(
+            Endpoint::Registration,
+            br#"{"Certificate":"s3cret-value","Message":"OK"}"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("ClientId"), "{text}");
+        assert!(!text.contains("s3cret-value"), "{text}");
+        let err = parse::<TokenResponse>(
+            Endpoint::ClientToken,
+            br#"{"access_token":"tok","expires_in":"s3cret-value"}"#,
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cret-value"), "{err}");
+    }
+}

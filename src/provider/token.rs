@@ -1,0 +1,73 @@
+//! Reading a token's real lifetime: the earlier of `expires_in` and the JWT's `exp`.
+
+use base64::Engine;
+use jiff::{SignedDuration, Timestamp};
+
+/// The `exp` claim of a JWT, read without verifying the signature (the key is the provider's).
+/// `None` when the token is not a JWT or carries no numeric `exp`.
+pub fn jwt_exp(token: &str) -> Option<Timestamp> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?;
+    let secs = exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))?;
+    Timestamp::from_second(secs).ok()
+}
+
+/// When a token obtained at `now` really expires: the earlier of `now + expires_in` and the
+/// JWT's `exp`. The provider's sample says `expires_in: 63919` for a token whose `exp - iat`
+/// is 300 s, so neither can be trusted alone. `None` when neither is known.
+pub fn effective_expiry(now: Timestamp, expires_in: Option<u64>, token: &str) -> Option<Timestamp> {
+    let by_expires_in = expires_in
+        .and_then(|s| i64::try_from(s).ok())
+        .and_then(|s| now.checked_add(SignedDuration::from_secs(s)).ok());
+    match (by_expires_in, jwt_exp(token)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The access token from the provider's guide: iat 1719855619, exp 1719855919 (300 s).
+#[cfg(test)]
+pub(crate) const SAMPLE: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1bmlxdWVfbmFtZSI6IjVEODhEQjBDMDMyMzRENjQ5NEM1NDI0ODEzRkFBQTkxIiwiY2VydGlmaWNhdGUiOiJBZGFvYmk5M0AiLCJuYmYiOjE3MTk4NTU2MTksImV4cCI6MTcxOTg1NTkxOSwiaWF0IjoxNzE5ODU1NjE5fQ.d6PLd8n06fLTx98vbOSSMJSo5AVFZ-lnMmjZuZsuO3c";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exp_of_the_documented_sample() {
+        assert_eq!(
+            jwt_exp(SAMPLE),
+            Some(Timestamp::from_second(1_719_855_919).unwrap())
+        );
+    }
+
+    #[test]
+    fn earlier_of_expires_in_and_exp_wins() {
+        let iat = Timestamp::from_second(1_719_855_619).unwrap();
+        // expires_in says 63919 s but exp says 300 s: 300 s wins.
+        assert_eq!(
+            effective_expiry(iat, Some(63_919), SAMPLE),
+            Some(Timestamp::from_second(1_719_855_919).unwrap())
+        );
+        // expires_in shorter than exp: expires_in wins.
+        assert_eq!(
+            effective_expiry(iat, Some(60), SAMPLE),
+            Some(Timestamp::from_second(1_719_855_679).unwrap())
+        );
+    }
+
+    #[test]
+    fn opaque_tokens_fall_back_to_expires_in() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        assert_eq!(
+            effective_expiry(now, Some(10), "opaque"),
+            Some(Timestamp::from_second(1_010).unwrap())
+        );
+        assert_eq!(effective_expiry(now, None, "opaque"), None);
+        assert_eq!(jwt_exp("a.!!!.c"), None);
+    }
+}

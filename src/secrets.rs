@@ -1,0 +1,310 @@
+//! Reading, writing and adopting the Secrets the operator owns, with server-side apply.
+
+use crate::api::{LABEL_MANAGED_BY, MANAGED_BY};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::Client;
+use std::collections::BTreeMap;
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "tpp-operator";
+
+/// Errors of Secret operations, each naming the Secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The Secret exists and was not written by this operator for this owner.
+    #[error("Secret {name} exists and is not managed by tpp-operator for this object; rename it or delete it")]
+    NotOwned {
+        /// Secret name.
+        name: String,
+    },
+    /// The Secret lacks a key or its value is empty.
+    #[error("Secret {name} has no non-empty key {key:?}")]
+    MissingKey {
+        /// Secret name.
+        name: String,
+        /// Missing key.
+        key: String,
+    },
+    /// A value is not UTF-8 text.
+    #[error("key {key:?} of Secret {name} is not UTF-8 text")]
+    NotText {
+        /// Secret name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API error on Secret {name}: {source}")]
+    Kube {
+        /// Secret name.
+        name: String,
+        /// Underlying error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The object that owns a Secret: its label and owner reference come from here.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    /// Label key naming the owner (registration or consent).
+    pub label: &'static str,
+    /// Owner's name.
+    pub name: String,
+    /// Owner reference to set (controller = true).
+    pub reference: OwnerReference,
+}
+
+impl Owner {
+    /// Labels every Secret of this owner carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            (self.label.to_string(), self.name.clone()),
+        ])
+    }
+
+    /// True when `secret` was written by the operator for this owner (labels match). A Secret
+    /// retained from a deleted owner of the same name counts, so re-creating the owner adopts it.
+    pub fn owns(&self, secret: &Secret) -> bool {
+        let labels = secret.metadata.labels.as_ref();
+        labels
+            .and_then(|l| l.get(LABEL_MANAGED_BY))
+            .map(String::as_str)
+            == Some(MANAGED_BY)
+            && labels.and_then(|l| l.get(self.label)) == Some(&self.name)
+    }
+}
+
+/// Reads one key of a Secret as trimmed text (a trailing newline from `--from-file` is dropped).
+pub fn text_value(secret: &Secret, key: &str) -> Result<String, SecretError> {
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|s| s.clone().into_bytes())
+        })
+        .ok_or_else(|| SecretError::MissingKey {
+            name: name.clone(),
+            key: key.to_string(),
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| SecretError::NotText {
+        name: name.clone(),
+        key: key.to_string(),
+    })?;
+    let text = text.trim_end_matches(['\r', '\n']).to_string();
+    if text.trim().is_empty() {
+        return Err(SecretError::MissingKey {
+            name,
+            key: key.to_string(),
+        });
+    }
+    Ok(text)
+}
+
+/// Secret access in one namespace.
+#[derive(Clone)]
+pub struct Secrets {
+    api: Api<Secret>,
+}
+
+impl Secrets {
+    /// Secrets of `namespace`.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Secrets {
+            api: Api::namespaced(client, namespace),
+        }
+    }
+
+    /// Reads a Secret; `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
+        self.api
+            .get_opt(name)
+            .await
+            .map_err(|source| SecretError::Kube {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    /// Writes the Secret with exactly `data`, labelled and owned by `owner`. Refuses when a
+    /// Secret of that name exists and is not the owner's, so nobody's data is overwritten.
+    pub async fn apply(
+        &self,
+        name: &str,
+        owner: &Owner,
+        data: BTreeMap<String, String>,
+    ) -> Result<(), SecretError> {
+        if let Some(existing) = self.get(name).await? {
+            if !owner.owns(&existing) {
+                return Err(SecretError::NotOwned {
+                    name: name.to_string(),
+                });
+            }
+        }
+        self.apply_unchecked(name, owner, data, true).await
+    }
+
+    async fn apply_unchecked(
+        &self,
+        name: &str,
+        owner: &Owner,
+        data: BTreeMap<String, String>,
+        with_owner_reference: bool,
+    ) -> Result<(), SecretError> {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(owner.labels()),
+                owner_references: with_owner_reference.then(|| vec![owner.reference.clone()]),
+                ..Default::default()
+            },
+            type_: Some("Opaque".to_string()),
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(&secret).map_err(|e| SecretError::Kube {
+            name: name.to_string(),
+            source: kube::Error::SerdeError(e),
+        })?;
+        value["apiVersion"] = "v1".into();
+        value["kind"] = "Secret".into();
+        self.api
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(value),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|source| SecretError::Kube {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    /// Deletes the Secret if the owner owns it; a missing or foreign Secret is left alone.
+    pub async fn delete_owned(&self, name: &str, owner: &Owner) -> Result<bool, SecretError> {
+        match self.get(name).await? {
+            Some(s) if owner.owns(&s) => {
+                match self.api.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(true),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+                    Err(source) => Err(SecretError::Kube {
+                        name: name.to_string(),
+                        source,
+                    }),
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Keeps an owned Secret beyond its owner's life: re-applies it without the owner
+    /// reference so garbage collection leaves it alone.
+    pub async fn release(&self, name: &str, owner: &Owner) -> Result<bool, SecretError> {
+        match self.get(name).await? {
+            Some(s) if owner.owns(&s) => {
+                let data = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect();
+                self.apply_unchecked(name, owner, data, false).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            label: crate::api::LABEL_REGISTRATION,
+            name: "acme".into(),
+            reference: OwnerReference::default(),
+        }
+    }
+
+    fn secret(labels: &[(&str, &str)], data: &[(&str, &[u8])]) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("s".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ownership_needs_both_labels() {
+        let o = owner();
+        assert!(o.owns(&secret(
+            &[
+                (LABEL_MANAGED_BY, MANAGED_BY),
+                (crate::api::LABEL_REGISTRATION, "acme")
+            ],
+            &[]
+        )));
+        assert!(!o.owns(&secret(
+            &[
+                (LABEL_MANAGED_BY, MANAGED_BY),
+                (crate::api::LABEL_REGISTRATION, "other")
+            ],
+            &[]
+        )));
+        assert!(!o.owns(&secret(&[(crate::api::LABEL_REGISTRATION, "acme")], &[])));
+        assert!(!o.owns(&secret(&[], &[])));
+    }
+
+    #[test]
+    fn text_values_are_trimmed_and_checked() {
+        let s = secret(
+            &[],
+            &[("k", b"pass\n"), ("empty", b"\n"), ("bin", &[0xff, 0xfe])],
+        );
+        assert_eq!(text_value(&s, "k").unwrap(), "pass");
+        assert!(matches!(
+            text_value(&s, "empty"),
+            Err(SecretError::MissingKey { .. })
+        ));
+        assert!(matches!(
+            text_value(&s, "nope"),
+            Err(SecretError::MissingKey { .. })
+        ));
+        assert!(matches!(
+            text_value(&s, "bin"),
+            Err(SecretError::NotText { .. })
+        ));
+    }
+}

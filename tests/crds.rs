@@ -1,0 +1,66 @@
+//! crds/ must hold exactly what `tpp-operator crds` prints, so installs never drift from the code.
+
+use std::path::Path;
+
+const CRDS_FILE: &str = "crds/tpp-operator.crds.yaml";
+
+#[test]
+fn crds_directory_matches_generated_crds() {
+    let generated = tpp_operator::api::crds_yaml().expect("CRDs render");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CRDS_FILE);
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{CRDS_FILE} is out of date with the Rust types; regenerate it with:\n  cargo run -- crds > {CRDS_FILE}"
+    );
+}
+
+#[test]
+fn crds_carry_the_contract() {
+    let yaml = tpp_operator::api::crds_yaml().expect("CRDs render");
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
+        .collect();
+    assert_eq!(docs.len(), 2);
+    let by_kind = |kind: &str| {
+        docs.iter()
+            .find(|d| d["spec"]["names"]["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("{kind} CRD present"))
+            .clone()
+    };
+    for (kind, short, columns) in [
+        (
+            "TppRegistration",
+            "tpp",
+            vec!["Ready", "Client ID", "Token Expires", "Age"],
+        ),
+        (
+            "AccountConsent",
+            "consent",
+            vec!["Ready", "Consent Status", "Consent ID", "Expires", "Age"],
+        ),
+    ] {
+        let crd = by_kind(kind);
+        assert_eq!(crd["spec"]["group"].as_str(), Some("tpp-operator.dev"));
+        assert_eq!(crd["spec"]["scope"].as_str(), Some("Namespaced"));
+        assert_eq!(crd["spec"]["names"]["shortNames"][0].as_str(), Some(short));
+        assert_eq!(
+            crd["spec"]["names"]["categories"][0].as_str(),
+            Some("openbanking")
+        );
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"].as_str(), Some("v1alpha1"));
+        assert!(
+            version["subresources"]["status"].is_mapping(),
+            "{kind} has the status subresource"
+        );
+        let names: Vec<&str> = version["additionalPrinterColumns"]
+            .as_sequence()
+            .expect("printer columns")
+            .iter()
+            .filter(|c| c["priority"].as_i64().unwrap_or(0) == 0)
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, columns, "{kind} default printer columns");
+    }
+}
