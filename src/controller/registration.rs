@@ -40,9 +40,18 @@ const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
 pub async fn reconcile(obj: Arc<TppRegistration>, ctx: &Context) -> Result<Action, Error> {
     let namespace = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
     let api: Api<TppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let fresh = api.clone();
     finalizer(&api, FINALIZER, obj, |event| async move {
         match event {
-            FinalizerEvent::Apply(obj) => Run::new(&obj, ctx)?.apply().await,
+            FinalizerEvent::Apply(cached) => {
+                // The watch cache can lag behind this operator's own status writes; acting on a
+                // stale status would call the provider twice (a second registration or token).
+                // A fresh read sees every write made so far.
+                let Some(obj) = fresh.get_opt(&cached.name_any()).await? else {
+                    return Ok(Action::await_change());
+                };
+                Run::new(&obj, ctx)?.apply().await
+            }
             FinalizerEvent::Cleanup(obj) => cleanup(&obj, ctx).await,
         }
     })

@@ -1,0 +1,297 @@
+//! A fake of the Leatherback Open Banking API as documented (shared/provider-api.md): the same
+//! paths, field casing, form-encoded token endpoint and 7-digit fractional timestamps, with
+//! short configurable token lifetimes, fault injection and call records for tests.
+
+mod faults;
+mod server;
+
+pub use faults::{Endpoint, Fault};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the fake behaves.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on; 127.0.0.1 with a free port when `None`.
+    pub addr: Option<SocketAddr>,
+    /// Real lifetime of issued tokens (`exp - iat` of the JWT), in seconds.
+    pub token_lifetime_secs: u64,
+    /// What `expires_in` says; `None` says the real lifetime. The provider's own sample
+    /// says 63919 for a 300 s token.
+    pub expires_in: Option<u64>,
+    /// Answer registrations with `statusMessage` (older docs) instead of `Message`.
+    pub legacy_status_message: bool,
+    /// Serve `GET`/`DELETE /account-access-consents/{id}`; when false they answer `missing_status`.
+    pub consent_get_delete: bool,
+    /// Status for the consent GET/DELETE routes when they are switched off (404 or 405).
+    pub missing_status: u16,
+    /// Delay added to every answer.
+    pub latency: Duration,
+    /// Requests per second above which the fake answers 429 with `Retry-After: 1`.
+    pub rate_limit: Option<u32>,
+    /// When set, only these signature certificates may register.
+    pub accepted_signature_certificates: Option<Vec<String>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: None,
+            token_lifetime_secs: 300,
+            expires_in: None,
+            legacy_status_message: false,
+            consent_get_delete: true,
+            missing_status: 405,
+            latency: Duration::ZERO,
+            rate_limit: None,
+            accepted_signature_certificates: None,
+        }
+    }
+}
+
+/// Calls received per endpoint (including failed ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallCounts {
+    /// `POST /api/account/registration`.
+    pub registration: u64,
+    /// `POST /auth/token` with `grant_type=client_credentials`.
+    pub client_token: u64,
+    /// `POST /auth/token` with `grant_type=authorization_code`.
+    pub auth_code_token: u64,
+    /// `POST /account-access-consents`.
+    pub consent_create: u64,
+    /// `GET /account-access-consents/{id}`.
+    pub consent_get: u64,
+    /// `DELETE /account-access-consents/{id}`.
+    pub consent_delete: u64,
+    /// Answers 429 because of the configured rate limit.
+    pub rate_limited: u64,
+    /// Most requests seen within one second.
+    pub peak_per_second: u64,
+}
+
+/// A registration the fake accepted.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RegistrationRecord {
+    /// Issued client id.
+    pub client_id: String,
+    /// Organisation name.
+    pub name: String,
+    /// Contact e-mail.
+    pub email: String,
+    /// Callback URL.
+    pub callback_url: String,
+}
+
+/// A token the fake issued.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenRecord {
+    /// Client the token was issued to.
+    pub client_id: String,
+    /// `client_credentials` or `authorization_code`.
+    pub grant_type: String,
+    /// When it was issued (sub-second precision).
+    pub issued_at: jiff::Timestamp,
+    /// The JWT's `exp`.
+    pub expires_at: jiff::Timestamp,
+    /// What `expires_in` said.
+    pub expires_in: u64,
+}
+
+/// A consent at the fake.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConsentRecord {
+    /// ConsentId.
+    pub consent_id: String,
+    /// Client that created it.
+    pub client_id: String,
+    /// Current status.
+    pub status: String,
+    /// Permissions asked for.
+    pub permissions: Vec<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) registrations: Vec<RegistrationRecord>,
+    /// client id -> certificate (the token endpoint's password).
+    pub(crate) passwords: HashMap<String, String>,
+    pub(crate) tokens: Vec<TokenRecord>,
+    /// access token -> (client id, expiry).
+    pub(crate) live_tokens: HashMap<String, (String, jiff::Timestamp)>,
+    pub(crate) consents: Vec<ConsentRecord>,
+    /// authorisation code -> consent id.
+    pub(crate) codes: HashMap<String, String>,
+    pub(crate) calls: CallCounts,
+    pub(crate) faults: faults::Faults,
+    pub(crate) window: (i64, u64),
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Mutex<Config>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) jwt_secret: Vec<u8>,
+    pub(crate) base_url: String,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// A running fake provider.
+pub struct FakeProvider {
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeProvider {
+    /// Starts serving; returns once the socket is bound.
+    pub async fn start(config: Config) -> std::io::Result<FakeProvider> {
+        let addr = config
+            .addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config: Mutex::new(config),
+            state: Mutex::new(State::default()),
+            jwt_secret: rand::random::<[u8; 32]>().to_vec(),
+            base_url: format!("http://{local}"),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = server::router(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(FakeProvider {
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Base URL to configure as the provider URL, e.g. `http://127.0.0.1:41234`.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// Calls received so far.
+    pub fn calls(&self) -> CallCounts {
+        self.shared.state().calls
+    }
+
+    /// Makes the next `times` calls to `endpoint` fail with `fault` (`None`: until cleared).
+    pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: Option<u32>) {
+        self.shared.state().faults.add(endpoint, fault, times);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        self.shared.state().faults.clear();
+    }
+
+    /// Changes the lifetime of tokens issued from now on.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token_lifetime_secs = secs;
+    }
+
+    /// Changes what `expires_in` says (`None`: the real lifetime).
+    pub fn set_expires_in(&self, expires_in: Option<u64>) {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expires_in = expires_in;
+    }
+
+    /// Switches the consent GET/DELETE routes on or off.
+    pub fn set_consent_get_delete(&self, on: bool) {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .consent_get_delete = on;
+    }
+
+    /// Registrations accepted, in order.
+    pub fn registrations(&self) -> Vec<RegistrationRecord> {
+        self.shared.state().registrations.clone()
+    }
+
+    /// Tokens issued, in order.
+    pub fn tokens(&self) -> Vec<TokenRecord> {
+        self.shared.state().tokens.clone()
+    }
+
+    /// Consents created, in order.
+    pub fn consents(&self) -> Vec<ConsentRecord> {
+        self.shared.state().consents.clone()
+    }
+
+    /// Marks a consent Authorised, as the customer would, and returns a single-use code.
+    pub fn issue_authorization_code(&self, consent_id: &str) -> Option<String> {
+        let mut state = self.shared.state();
+        let consent = state
+            .consents
+            .iter_mut()
+            .find(|c| c.consent_id == consent_id)?;
+        consent.status = "Authorised".into();
+        let code = server::random_hex(16);
+        state.codes.insert(code.clone(), consent_id.to_string());
+        Some(code)
+    }
+
+    /// Sets a consent's status (Rejected, Revoked, ...).
+    pub fn set_consent_status(&self, consent_id: &str, status: &str) -> bool {
+        let mut state = self.shared.state();
+        match state
+            .consents
+            .iter_mut()
+            .find(|c| c.consent_id == consent_id)
+        {
+            Some(c) => {
+                c.status = status.to_string();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Test support: a real Kubernetes API server (tests/cluster), namespaces, and the operator
+//! running in-process against the fake provider.
+#![allow(dead_code)]
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tpp_operator::controller::{Context, Settings};
+use tpp_operator::provider::{ProviderClient, ProviderConfig};
+use tpp_operator::telemetry::Metrics;
+
+/// A control plane shared by all tests of one test binary.
+struct ControlPlane {
+    kubeconfig: PathBuf,
+    // Kept so the child's stdin stays open: the harness exits when it closes (test binary exit).
+    _child: Option<(Child, ChildStdin)>,
+}
+
+static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+static NS_COUNTER: Mutex<u32> = Mutex::new(0);
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("TPP_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+                .join(".cache/tpp-operator")
+        })
+}
+
+/// Path of the test-cluster binary built by scripts/build-testcluster.sh.
+pub fn testcluster_binary() -> PathBuf {
+    std::env::var_os("TPP_TESTCLUSTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("bin/tpp-testcluster"))
+}
+
+fn control_plane() -> &'static ControlPlane {
+    CONTROL_PLANE.get_or_init(|| {
+        if let Some(path) = std::env::var_os("TPP_TEST_KUBECONFIG") {
+            return ControlPlane { kubeconfig: PathBuf::from(path), _child: None };
+        }
+        let binary = testcluster_binary();
+        assert!(
+            binary.exists(),
+            "{} not found: run scripts/build-testcluster.sh (or scripts/test.sh) first, or set TPP_TEST_KUBECONFIG",
+            binary.display()
+        );
+        let dir = tempfile::Builder::new().prefix("tpp-testcluster-").tempdir().expect("temp dir").keep();
+        let mut child = Command::new(&binary)
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--exit-on-stdin-eof")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the test control plane");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let kubeconfig = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("READY ") => break PathBuf::from(line.trim_start_matches("READY ").trim()),
+                Some(Ok(_)) => continue,
+                _ => panic!("test control plane exited before READY; see {}/controlplane.log", dir.display()),
+            }
+        };
+        ControlPlane { kubeconfig, _child: Some((child, stdin)) }
+    })
+}
+
+/// Path of the admin kubeconfig of the test control plane.
+pub fn kubeconfig_path() -> PathBuf {
+    control_plane().kubeconfig.clone()
+}
+
+/// An admin client of the test control plane, with the CRDs installed.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    let client = Client::try_from(config).expect("client");
+    CRDS.get_or_init(|| install_crds(client.clone())).await;
+    client
+}
+
+/// Applies crds/ and waits until the API server serves them.
+async fn install_crds(client: Client) {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/tpp-operator.crds.yaml"
+    ))
+    .expect("crds file");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+        let crd: CustomResourceDefinition = serde::Deserialize::deserialize(doc).expect("CRD YAML");
+        let name = crd.metadata.name.clone().expect("name");
+        api.patch(
+            &name,
+            &PatchParams::apply("tpp-operator-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
+        wait_for(Duration::from_secs(30), || async {
+            let c = api.get(&name).await.ok()?;
+            let established = c
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("CRD {name} not established"));
+    }
+}
+
+/// Creates a fresh namespace for one test.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let n = {
+        let mut c = NS_COUNTER.lock().unwrap();
+        *c += 1;
+        *c
+    };
+    let name = format!("{prefix}-{}-{n}", std::process::id());
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("create namespace");
+    name
+}
+
+/// Creates an Opaque Secret with string values.
+pub async fn create_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+}
+
+/// Reads a Secret's data as strings.
+pub async fn secret_data(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Option<BTreeMap<String, String>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let s = api.get_opt(name).await.expect("get secret")?;
+    Some(
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect(),
+    )
+}
+
+/// Polls `f` every 100 ms until it returns Some or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The operator's controller running in-process, watching one namespace.
+pub struct Operator {
+    pub ctx: Arc<Context>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    /// Starts a controller for `ns` with `default_provider_url` and a short provider timeout.
+    pub async fn start(client: &Client, ns: &str, default_provider_url: &str) -> Operator {
+        let metrics = Arc::new(Metrics::new());
+        let provider = ProviderClient::new(
+            &ProviderConfig {
+                timeout: Duration::from_secs(2),
+                rate_limit: 50.0,
+                burst: 50,
+            },
+            metrics.clone(),
+        )
+        .expect("provider client");
+        let settings = Settings {
+            default_provider_url: default_provider_url.parse().expect("url"),
+            namespace: Some(ns.to_string()),
+        };
+        let ctx = Arc::new(Context::new(client.clone(), provider, metrics, settings));
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let task = tokio::spawn(tpp_operator::controller::run(ctx.clone(), shutdown));
+        Operator { ctx, stop, task }
+    }
+
+    /// Stops the controller and waits for it to finish (like a pod being terminated).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+    }
+}

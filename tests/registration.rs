@@ -1,0 +1,651 @@
+//! TppRegistration against a real API server and the fake provider: registration, adoption,
+//! restarts, refresh before expiry, outages, permanent errors, bad input and deletion.
+
+mod common;
+
+use common::*;
+use fake_provider::{Config as FakeConfig, Endpoint, FakeProvider, Fault};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+use std::time::Duration;
+use tpp_operator::api::{TppRegistration, TppRegistrationStatus};
+
+const SIGNATURE: &str = "sig-cert-Adaobi@";
+
+/// A TppRegistration named `name` with test-friendly refresh settings.
+fn registration(name: &str, provider: &str, extra: serde_json::Value) -> TppRegistration {
+    serde_json::from_value(
+        serde_json::to_value(raw_registration(name, provider, extra)).expect("json"),
+    )
+    .expect("valid TppRegistration")
+}
+
+/// The same as untyped JSON, which may hold values the Rust types would refuse.
+fn raw_registration(name: &str, provider: &str, extra: serde_json::Value) -> DynamicObject {
+    let mut spec = json!({
+        "providerUrl": provider,
+        "organisation": {"name": "Cway Bottle Company", "email": "cway-bottle@finance.co", "address": "1 Roada Way", "countryISO": "GB"},
+        "callbackUrl": "https://cway.example/callback",
+        "signatureCertificateSecretRef": {"name": format!("{name}-signature")},
+        "refresh": {"jitterPercent": 0, "safetyMarginSeconds": 1},
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "tpp-operator.dev/v1alpha1",
+        "kind": "TppRegistration",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("object")
+}
+
+struct Env {
+    client: Client,
+    ns: String,
+    fake: FakeProvider,
+    api: Api<TppRegistration>,
+}
+
+async fn env(prefix: &str, token_lifetime: u64) -> Env {
+    let client = client().await;
+    let ns = namespace(&client, prefix).await;
+    let fake = FakeProvider::start(FakeConfig {
+        token_lifetime_secs: token_lifetime,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake provider");
+    let api = Api::namespaced(client.clone(), &ns);
+    Env {
+        client,
+        ns,
+        fake,
+        api,
+    }
+}
+
+impl Env {
+    async fn create(&self, name: &str, extra: serde_json::Value) {
+        create_secret(
+            &self.client,
+            &self.ns,
+            &format!("{name}-signature"),
+            &[("signature-certificate", SIGNATURE)],
+        )
+        .await;
+        self.api
+            .create(
+                &PostParams::default(),
+                &registration(name, &self.fake.base_url(), extra),
+            )
+            .await
+            .expect("create TppRegistration");
+    }
+
+    async fn status(&self, name: &str) -> TppRegistrationStatus {
+        self.api
+            .get_status(name)
+            .await
+            .expect("get")
+            .status
+            .unwrap_or_default()
+    }
+
+    /// Waits until Ready has `status` and `reason`; returns the status.
+    async fn wait_ready(
+        &self,
+        name: &str,
+        ready: &str,
+        reason: &str,
+        secs: u64,
+    ) -> TppRegistrationStatus {
+        let found = wait_for(Duration::from_secs(secs), || async {
+            let st = self.status(name).await;
+            let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (c.status == ready && c.reason == reason).then_some(st.clone())
+        })
+        .await;
+        match found {
+            Some(st) => st,
+            None => panic!(
+                "{name} never reached Ready={ready} ({reason}); status: {:#?}",
+                self.status(name).await
+            ),
+        }
+    }
+
+    async fn token(&self, name: &str) -> String {
+        secret_data(&self.client, &self.ns, &format!("{name}-token"))
+            .await
+            .expect("token secret")["access_token"]
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn first_registration_stores_credentials_and_token() {
+    let e = env("first", 300).await;
+    let op = Operator::start(&e.client, &e.ns, "https://unused.example").await;
+    e.create("acme", json!({})).await;
+    let st = e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+
+    let regs = e.fake.registrations();
+    assert_eq!(regs.len(), 1, "exactly one registration call");
+    let creds = secret_data(&e.client, &e.ns, "acme-credentials")
+        .await
+        .expect("credentials Secret");
+    assert_eq!(creds["client_id"], regs[0].client_id);
+    assert!(!creds["certificate"].is_empty());
+    assert_eq!(st.client_id.as_deref(), Some(regs[0].client_id.as_str()));
+
+    let token = secret_data(&e.client, &e.ns, "acme-token")
+        .await
+        .expect("token Secret");
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(
+        token["authorization"],
+        format!("Bearer {}", token["access_token"])
+    );
+    let expires_at: jiff::Timestamp = token["expires_at"].parse().expect("RFC 3339 expires_at");
+    assert_eq!(
+        Some(expires_at.as_second()),
+        st.token_expires_at.as_ref().map(|t| t.0.as_second())
+    );
+    assert!(token["expires_at"].ends_with('Z'));
+
+    // Owned Secrets carry the contract's labels and an owner reference to the registration.
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns);
+    for name in ["acme-credentials", "acme-token"] {
+        let s = secrets.get(name).await.expect("secret");
+        let labels = s.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("tpp-operator")
+        );
+        assert_eq!(
+            labels
+                .get("tpp-operator.dev/registration")
+                .map(String::as_str),
+            Some("acme")
+        );
+        let owners = s.metadata.owner_references.unwrap_or_default();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "TppRegistration");
+    }
+    // Refresh scheduled at two thirds of the 300 s lifetime (jitter 0).
+    let issued = st.token_issued_at.expect("issued").0;
+    let next = st.next_refresh_at.expect("next").0;
+    let offset = next.duration_since(issued).as_secs_f64();
+    assert!((199.0..=201.0).contains(&offset), "refresh offset {offset}");
+    assert_eq!(e.fake.calls().client_token, 1);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn existing_credentials_are_adopted_without_registering() {
+    let e = env("adopt", 300).await;
+    // Register out of band, as a team with an existing registration would have done.
+    let http = reqwest::Client::new();
+    let reg: serde_json::Value = http
+        .post(format!("{}/api/account/registration", e.fake.base_url()))
+        .header("signature-certificate", SIGNATURE)
+        .json(&json!({"countryISO": "GB", "address": "a", "name": "n", "email": "e@x.io", "certificateType": "account", "callbackUrl": "https://x.io/cb"}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let client_id = reg["ClientId"].as_str().expect("ClientId").to_string();
+    let certificate = reg["Certificate"]
+        .as_str()
+        .expect("Certificate")
+        .to_string();
+    create_secret(
+        &e.client,
+        &e.ns,
+        "byo-credentials",
+        &[("client_id", &client_id), ("certificate", &certificate)],
+    )
+    .await;
+
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("byo", json!({})).await;
+    let st = e.wait_ready("byo", "True", "TokenRefreshed", 30).await;
+    assert_eq!(
+        e.fake.registrations().len(),
+        1,
+        "no registration call besides the out-of-band one"
+    );
+    assert_eq!(st.client_id.as_deref(), Some(client_id.as_str()));
+    assert_eq!(
+        st.registration,
+        Some(tpp_operator::api::RegistrationState::Adopted)
+    );
+    // The adopted Secret is not taken over: no labels added, data untouched.
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns);
+    let s = secrets.get("byo-credentials").await.expect("secret");
+    assert!(s
+        .metadata
+        .labels
+        .unwrap_or_default()
+        .get("app.kubernetes.io/managed-by")
+        .is_none());
+    op.stop().await;
+    // Deleting the registration leaves the adopted Secret alone.
+    e.api
+        .delete("byo", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(Duration::from_secs(20), || async {
+        e.api
+            .get_opt("byo")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn restart_neither_registers_nor_refreshes_again() {
+    let e = env("restart", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("acme", json!({})).await;
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let token_before = e.token("acme").await;
+    op.stop().await;
+
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    // Give the new instance time to list, reconcile and settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        e.fake.registrations().len(),
+        1,
+        "a restart must not register again"
+    );
+    assert_eq!(
+        e.fake.calls().client_token,
+        1,
+        "a restart must not refresh a token that is not due"
+    );
+    assert_eq!(e.token("acme").await, token_before);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    let e = env("refresh", 6).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("acme", json!({})).await;
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    // Over ~14 s a 6 s token refreshed at 2/3 of its life is renewed at least twice.
+    let renewed = wait_for(Duration::from_secs(20), || async {
+        (e.fake.tokens().len() >= 4).then_some(())
+    })
+    .await;
+    assert!(
+        renewed.is_some(),
+        "expected >= 4 tokens, got {}",
+        e.fake.tokens().len()
+    );
+    let tokens = e.fake.tokens();
+    for pair in tokens.windows(2) {
+        assert!(
+            pair[1].issued_at < pair[0].expires_at,
+            "token issued at {} after the previous one expired at {}",
+            pair[1].issued_at,
+            pair[0].expires_at
+        );
+    }
+    // The Secret always holds a token that has not expired.
+    let data = secret_data(&e.client, &e.ns, "acme-token")
+        .await
+        .expect("token");
+    let expires_at: jiff::Timestamp = data["expires_at"].parse().expect("expires_at");
+    assert!(expires_at > jiff::Timestamp::now());
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn outage_keeps_the_old_token_backs_off_and_recovers() {
+    let e = env("outage", 30).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create(
+        "acme",
+        json!({"refresh": {"jitterPercent": 0, "safetyMarginSeconds": 1, "atPercent": 10}}),
+    )
+    .await;
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let old_token = e.token("acme").await;
+
+    e.fake
+        .inject(Endpoint::ClientToken, Fault::Status(503), None);
+    // The refresh at 3 s fails; the token (valid for 30 s) stays and Ready says so.
+    let st = e.wait_ready("acme", "True", "RefreshFailing", 20).await;
+    assert!(st.consecutive_failures >= 1);
+    assert_eq!(
+        e.token("acme").await,
+        old_token,
+        "the still-valid token must stay in its Secret"
+    );
+    let msg = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("503"), "{msg}");
+    // Backoff: 5 s doubling, so in 6 s at most 3 attempts happen, not a hammering loop.
+    let before = e.fake.calls().client_token;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = e.fake.calls().client_token - before;
+    assert!(during <= 3, "{during} token calls in 6 s during an outage");
+
+    e.fake.clear_faults();
+    let st = e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    assert_eq!(st.consecutive_failures, 0);
+    assert_ne!(e.token("acme").await, old_token);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let e = env("retryafter", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.fake.inject(
+        Endpoint::ClientToken,
+        Fault::RateLimited {
+            retry_after: Some(4),
+        },
+        Some(1),
+    );
+    e.create("acme", json!({})).await;
+    let st = e
+        .wait_ready("acme", "False", "ProviderUnavailable", 30)
+        .await;
+    let failed_at = jiff::Timestamp::now();
+    let next = st.next_refresh_at.expect("retry time").0;
+    let wait = next.duration_since(failed_at).as_secs_f64();
+    assert!(
+        wait >= 2.5,
+        "retry scheduled {wait:.1}s after a 429 asking for 4 s"
+    );
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    assert_eq!(e.fake.calls().client_token, 2);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_401_is_reported_and_not_hammered() {
+    let e = env("perm", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.fake
+        .inject(Endpoint::ClientToken, Fault::Status(401), None);
+    e.create("acme", json!({})).await;
+    let st = e
+        .wait_ready("acme", "False", "InvalidClientCredentials", 30)
+        .await;
+    let msg = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("acme-credentials"),
+        "message names the Secret to check: {msg}"
+    );
+    let calls = e.fake.calls().client_token;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        e.fake.calls().client_token,
+        calls,
+        "a permanent error is not retried within seconds"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn missing_signature_secret_is_named_and_then_picked_up() {
+    let e = env("nosig", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.api
+        .create(
+            &PostParams::default(),
+            &registration("acme", &e.fake.base_url(), json!({})),
+        )
+        .await
+        .expect("create");
+    let st = e
+        .wait_ready("acme", "False", "InvalidSignatureCertificate", 30)
+        .await;
+    let msg = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("acme-signature"), "{msg}");
+    assert_eq!(e.fake.registrations().len(), 0);
+    create_secret(
+        &e.client,
+        &e.ns,
+        "acme-signature",
+        &[("signature-certificate", SIGNATURE)],
+    )
+    .await;
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    assert_eq!(e.fake.registrations().len(), 1);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn registration_with_unknown_outcome_is_not_repeated() {
+    let e = env("unconfirmed", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    // The provider takes longer than the client timeout (2 s): did it register us or not?
+    e.fake.inject(
+        Endpoint::Registration,
+        Fault::Delay(Duration::from_secs(4)),
+        Some(1),
+    );
+    e.create("acme", json!({})).await;
+    e.wait_ready("acme", "False", "RegistrationUnconfirmed", 30)
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        e.fake.calls().registration,
+        1,
+        "no second registration call on its own"
+    );
+    // A human allows one more attempt.
+    e.api
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"tpp-operator.dev/retry-registration": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    assert_eq!(e.fake.calls().registration, 2);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn foreign_token_secret_is_not_overwritten() {
+    let e = env("conflict", 300).await;
+    create_secret(
+        &e.client,
+        &e.ns,
+        "acme-token",
+        &[("access_token", "someone-elses")],
+    )
+    .await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("acme", json!({})).await;
+    let st = e.wait_ready("acme", "False", "SecretConflict", 30).await;
+    let msg = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("acme-token"), "{msg}");
+    assert_eq!(e.token("acme").await, "someone-elses");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn force_refresh_annotation_gets_a_new_token_once() {
+    let e = env("force", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("acme", json!({})).await;
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let old = e.token("acme").await;
+    let annotate = json!({"metadata": {"annotations": {"tpp-operator.dev/force-refresh": "2026-11-24T10:00:00Z"}}});
+    e.api
+        .patch("acme", &PatchParams::default(), &Patch::Merge(annotate))
+        .await
+        .expect("annotate");
+    let changed = wait_for(Duration::from_secs(20), || async {
+        (e.token("acme").await != old).then_some(())
+    })
+    .await;
+    assert!(
+        changed.is_some(),
+        "forced refresh did not replace the token"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        e.fake.calls().client_token,
+        2,
+        "the same annotation value refreshes once"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn deletion_policies_delete_or_retain_the_secrets() {
+    let e = env("delete", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("gone", json!({})).await;
+    e.create("kept", json!({"deletionPolicy": "Retain"})).await;
+    e.wait_ready("gone", "True", "TokenRefreshed", 30).await;
+    e.wait_ready("kept", "True", "TokenRefreshed", 30).await;
+    e.api
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete");
+    e.api
+        .delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete");
+    for name in ["gone", "kept"] {
+        let removed = wait_for(Duration::from_secs(30), || async {
+            e.api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        assert!(
+            removed.is_some(),
+            "{name} still present: finalizer not removed"
+        );
+    }
+    assert!(secret_data(&e.client, &e.ns, "gone-credentials")
+        .await
+        .is_none());
+    assert!(secret_data(&e.client, &e.ns, "gone-token").await.is_none());
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns);
+    for name in ["kept-credentials", "kept-token"] {
+        let s = secrets.get(name).await.expect("retained Secret");
+        assert!(
+            s.metadata.owner_references.unwrap_or_default().is_empty(),
+            "{name} still owned, GC would delete it"
+        );
+    }
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_at_admission() {
+    let client = client().await;
+    let ns = namespace(&client, "admission").await;
+    let api: Api<TppRegistration> = Api::namespaced(client.clone(), &ns);
+    // Untyped, so that values the Rust types would reject still reach the API server.
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::erase::<TppRegistration>(&()),
+    );
+    let cases = [
+        (
+            json!({"callbackUrl": "http://insecure.example/cb"}),
+            "callbackUrl must be an https URL",
+        ),
+        (
+            json!({"providerUrl": "http://bank.example"}),
+            "providerUrl must be an https URL",
+        ),
+        (
+            json!({"organisation": {"name": "n", "email": "not-an-email", "address": "a", "countryISO": "GB"}}),
+            "organisation.email",
+        ),
+        (
+            json!({"organisation": {"name": "n", "email": "a@b.io", "address": "a", "countryISO": "gbr"}}),
+            "countryISO",
+        ),
+        (json!({"refresh": {"atPercent": 99}}), "atPercent"),
+        (json!({"certificateType": "payments"}), "certificateType"),
+        (
+            json!({"credentialsSecretName": "same", "tokenSecretName": "same"}),
+            "must differ",
+        ),
+    ];
+    for (i, (extra, expected)) in cases.into_iter().enumerate() {
+        let obj = raw_registration(&format!("bad-{i}"), "https://bank.example", extra.clone());
+        let err = raw
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err(&format!("{extra} must be refused"));
+        let text = err.to_string();
+        assert!(
+            text.contains(expected),
+            "refusing {extra}: expected {expected:?} in {text}"
+        );
+    }
+    // Immutable after creation.
+    api.create(
+        &PostParams::default(),
+        &registration("ok", "https://bank.example", json!({})),
+    )
+    .await
+    .expect("valid object");
+    let change = json!({"spec": {"organisation": {"name": "Other", "email": "a@b.io", "address": "a", "countryISO": "GB"}}});
+    let err = api
+        .patch("ok", &PatchParams::default(), &Patch::Merge(change))
+        .await
+        .expect_err("organisation is immutable");
+    assert!(
+        err.to_string().contains("organisation cannot change"),
+        "{err}"
+    );
+}
