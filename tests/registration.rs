@@ -181,11 +181,39 @@ async fn first_registration_stores_credentials_and_token() {
         assert_eq!(owners[0].kind, "TppRegistration");
     }
     // Refresh scheduled at two thirds of the 300 s lifetime (jitter 0).
-    let issued = st.token_issued_at.expect("issued").0;
-    let next = st.next_refresh_at.expect("next").0;
+    let issued = st.token_issued_at.clone().expect("issued").0;
+    let next = st.next_refresh_at.clone().expect("next").0;
     let offset = next.duration_since(issued).as_secs_f64();
     assert!((199.0..=201.0).contains(&offset), "refresh offset {offset}");
     assert_eq!(e.fake.calls().client_token, 1);
+
+    // No secret value anywhere a human or a log pipeline reads: status and events.
+    let secrets_values = [
+        SIGNATURE.to_string(),
+        creds["certificate"].clone(),
+        token["access_token"].clone(),
+    ];
+    let status_json = serde_json::to_string(&st).expect("status json");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(e.client.clone(), &e.ns);
+    let events = events.list(&Default::default()).await.expect("events");
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|ev| ev.reason.as_deref() == Some("Registered")),
+        "a Registered event is published"
+    );
+    let events_json = serde_json::to_string(&events.items).expect("events json");
+    for value in &secrets_values {
+        assert!(
+            !status_json.contains(value.as_str()),
+            "a secret value leaked into status"
+        );
+        assert!(
+            !events_json.contains(value.as_str()),
+            "a secret value leaked into an event"
+        );
+    }
     op.stop().await;
 }
 
@@ -233,12 +261,11 @@ async fn existing_credentials_are_adopted_without_registering() {
     // The adopted Secret is not taken over: no labels added, data untouched.
     let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns);
     let s = secrets.get("byo-credentials").await.expect("secret");
-    assert!(s
+    assert!(!s
         .metadata
         .labels
         .unwrap_or_default()
-        .get("app.kubernetes.io/managed-by")
-        .is_none());
+        .contains_key("app.kubernetes.io/managed-by"));
     op.stop().await;
     // Deleting the registration leaves the adopted Secret alone.
     e.api

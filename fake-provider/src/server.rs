@@ -353,7 +353,7 @@ fn serde_urlencoded_parse(body: &[u8]) -> HashMap<String, String> {
 }
 
 /// The client id of a valid bearer token, or the 401 to answer.
-fn bearer(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+fn bearer(shared: &Shared, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -361,16 +361,16 @@ fn bearer(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
         .unwrap_or("");
     match shared.state().live_tokens.get(token) {
         Some((client, exp)) if *exp > jiff::Timestamp::now() => Ok(client.clone()),
-        Some(_) => Err(error(
+        Some(_) => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "token expired",
-        )),
-        None => Err(error(
+        ))),
+        None => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "missing or unknown bearer token",
-        )),
+        ))),
     }
 }
 
@@ -423,7 +423,7 @@ async fn create_consent(
     }
     let client = match bearer(&shared, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error(
@@ -484,7 +484,7 @@ async fn get_consent(
         );
     }
     if let Err(r) = bearer(&shared, &headers) {
-        return r;
+        return *r;
     }
     let found = shared
         .state()
@@ -518,7 +518,7 @@ async fn delete_consent(
         );
     }
     if let Err(r) = bearer(&shared, &headers) {
-        return r;
+        return *r;
     }
     let mut state = shared.state();
     match state.consents.iter_mut().find(|c| c.consent_id == id) {
