@@ -51,9 +51,13 @@ start_cluster() {
 }
 
 stage "build test control plane" scripts/build-testcluster.sh
+stage "install kubectl and helm" scripts/install-tools.sh
+stage "helm lint" "$TPP_CACHE/bin/helm" lint charts/tpp-operator
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "build tests" cargo test --workspace --locked --no-run
 stage "start test control plane" start_cluster
 # Integration tests mostly wait on timers, so more threads than cores keeps the run short.
 stage "cargo test" cargo test --workspace --locked -- --test-threads="${TPP_TEST_THREADS:-8}"
+# The README's demo must keep working: run it once in its self-checking mode.
+stage "demo check" scripts/demo.sh --check

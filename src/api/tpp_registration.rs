@@ -150,17 +150,17 @@ pub struct RefreshPolicy {
     /// Point of the token's lifetime at which it is refreshed, in percent (10-95). Unset means
     /// two thirds of the lifetime. The lifetime is the earlier of expires_in and the JWT's exp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 10, max = 95))]
+    #[schemars(range(min = 10, max = 95), extend("format" = "int32"))]
     pub at_percent: Option<u8>,
     /// Random spread applied to the refresh time, in percent of the lifetime (0-25), so that
     /// many registrations do not hit the provider at the same moment. Default 5.
     #[serde(default = "default_jitter")]
-    #[schemars(range(min = 0, max = 25))]
+    #[schemars(range(min = 0, max = 25), extend("format" = "int32"))]
     pub jitter_percent: u8,
     /// The refresh never happens later than this many seconds before expiry (0-3600).
     /// Default 30.
     #[serde(default = "default_margin")]
-    #[schemars(range(min = 0, max = 3600))]
+    #[schemars(range(min = 0, max = 3600), extend("format" = "int32"))]
     pub safety_margin_seconds: u32,
 }
 
@@ -231,6 +231,7 @@ pub struct TppRegistrationStatus {
     pub last_failure: Option<String>,
     /// Provider failures since the last success; drives the exponential backoff.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int32"))]
     pub consecutive_failures: u32,
     /// The last value of the force-refresh annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,498 @@
+//! End-to-end: what a user does with kubectl against a real control plane, with the operator
+//! binary running under its own ServiceAccount and exactly the RBAC rules of the Helm chart.
+
+mod common;
+
+use common::*;
+use fake_provider::{Config as FakeConfig, FakeProvider};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+fn tool(name: &str) -> PathBuf {
+    let cache = std::env::var_os("TPP_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tpp-operator")
+        });
+    let path = cache.join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/install-tools.sh",
+        path.display()
+    );
+    path
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run command")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// kubectl with a kubeconfig, run from the repository root like a user following the README.
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    run(Command::new(tool("kubectl"))
+        .current_dir(REPO)
+        .env("KUBECONFIG", kubeconfig)
+        .args(args))
+}
+
+fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = kubectl(kubeconfig, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A copy of the admin kubeconfig whose context defaults to `ns`, as a user's would.
+fn user_kubeconfig(dir: &Path, ns: &str) -> PathBuf {
+    let path = dir.join("user-kubeconfig");
+    std::fs::copy(kubeconfig_path(), &path).expect("copy kubeconfig");
+    kubectl_ok(
+        &path,
+        &["config", "set-context", "--current", "--namespace", ns],
+    );
+    path
+}
+
+/// Installs the chart's ServiceAccount and RBAC into `ns` and returns a kubeconfig holding a
+/// TokenRequest token of that ServiceAccount.
+fn operator_kubeconfig(dir: &Path, admin: &Path, ns: &str, release: &str) -> PathBuf {
+    kubectl_ok(admin, &["create", "namespace", ns]);
+    let rendered = run(Command::new(tool("helm")).current_dir(REPO).args([
+        "template",
+        release,
+        "charts/tpp-operator",
+        "--namespace",
+        ns,
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        "--show-only",
+        "templates/rbac.yaml",
+    ]));
+    assert!(
+        rendered.status.success(),
+        "helm template: {}",
+        text(&rendered)
+    );
+    let manifest = dir.join("rbac.yaml");
+    std::fs::write(&manifest, &rendered.stdout).expect("write rbac");
+    kubectl_ok(admin, &["apply", "-f", manifest.to_str().expect("path")]);
+    let sa = format!("{release}-tpp-operator");
+    let token = kubectl_ok(
+        admin,
+        &["-n", ns, "create", "token", &sa, "--duration", "1h"],
+    );
+    let path = dir.join("operator-kubeconfig");
+    std::fs::copy(admin, &path).expect("copy kubeconfig");
+    kubectl_ok(
+        &path,
+        &[
+            "config",
+            "set-credentials",
+            "operator",
+            "--token",
+            token.trim(),
+        ],
+    );
+    kubectl_ok(
+        &path,
+        &["config", "set-context", "--current", "--user", "operator"],
+    );
+    let whoami = kubectl_ok(
+        &path,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(whoami, format!("system:serviceaccount:{ns}:{sa}"));
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct OperatorProcess {
+    child: Child,
+    log: PathBuf,
+    http: String,
+}
+
+impl OperatorProcess {
+    fn start(dir: &Path, kubeconfig: &Path, namespace: &str, provider: &str) -> OperatorProcess {
+        let log = dir.join("operator.log");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tpp-operator"))
+            .args([
+                "run",
+                "--default-provider-url",
+                provider,
+                "--namespace",
+                namespace,
+            ])
+            .args([
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+                "--provider-timeout-seconds",
+                "3",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,tpp_operator=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start tpp-operator");
+        OperatorProcess {
+            child,
+            log,
+            http: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status (graceful shutdown must finish within 15 s).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "tpp-operator did not stop within 15 s of SIGTERM; logs:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+async fn wait_kubectl(kubeconfig: &Path, args: &[&str], expected: &str, secs: u64) -> bool {
+    wait_for(Duration::from_secs(secs), || async {
+        let out = kubectl(kubeconfig, args);
+        (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == expected)
+            .then_some(())
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test]
+async fn user_journey_with_kubectl_under_chart_rbac() {
+    let client = client().await;
+    let ns = namespace(&client, "e2e").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admin = kubeconfig_path();
+    let user = user_kubeconfig(dir.path(), &ns);
+    let release = format!("e2e{}", std::process::id());
+    let operator_ns = format!("{release}-system");
+    let operator_kc = operator_kubeconfig(dir.path(), &admin, &operator_ns, &release);
+    let fake = FakeProvider::start(FakeConfig {
+        token_lifetime_secs: 120,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake");
+
+    // As the README says: CRDs, then the example.
+    kubectl_ok(
+        &user,
+        &["apply", "--server-side", "--force-conflicts", "-f", "crds/"],
+    );
+    let operator = OperatorProcess::start(dir.path(), &operator_kc, &ns, &fake.base_url());
+    kubectl_ok(&user, &["apply", "-f", "examples/tpp-registration.yaml"]);
+
+    let ready = wait_kubectl(
+        &user,
+        &[
+            "get",
+            "tpp",
+            "cway",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        "True",
+        60,
+    )
+    .await;
+    assert!(
+        ready,
+        "cway not Ready; status: {}\noperator logs:\n{}",
+        text(&kubectl(&user, &["get", "tpp", "cway", "-o", "yaml"])),
+        operator.logs()
+    );
+
+    let registrations = fake.registrations();
+    assert_eq!(registrations.len(), 1);
+    let client_id = registrations[0].client_id.clone();
+
+    // The printer columns answer the first question.
+    let table = kubectl_ok(&user, &["get", "tpp"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "CLIENT ID", "TOKEN EXPIRES", "AGE"],
+        "{table}"
+    );
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("cway") && row.contains("True") && row.contains(&client_id),
+        "{table}"
+    );
+    let wide = kubectl_ok(&user, &["get", "tpp", "-o", "wide"]);
+    assert!(wide.contains("TokenRefreshed"), "{wide}");
+    let all = kubectl_ok(&user, &["get", "openbanking"]);
+    assert!(
+        all.contains("tppregistration.tpp-operator.dev/cway"),
+        "{all}"
+    );
+
+    // The Secrets apps mount.
+    let creds = secret_data(&client, &ns, "cway-credentials")
+        .await
+        .expect("credentials Secret");
+    assert_eq!(creds["client_id"], client_id);
+    let token = secret_data(&client, &ns, "cway-token")
+        .await
+        .expect("token Secret");
+    assert_eq!(
+        token["authorization"],
+        format!("Bearer {}", token["access_token"])
+    );
+    for key in ["access_token", "token_type", "expires_at", "authorization"] {
+        assert!(token.contains_key(key), "token Secret lacks {key}");
+    }
+
+    // Events, written by the operator's ServiceAccount.
+    let events = kubectl_ok(
+        &user,
+        &[
+            "get",
+            "events.events.k8s.io",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}/{.reportingController}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(
+        events.lines().any(|l| l == "Registered/tpp-operator"),
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l == "TokenRefreshed/tpp-operator"),
+        "{events}"
+    );
+
+    // Health and metrics.
+    let http = reqwest::Client::new();
+    let readyz = http
+        .get(format!("{}/readyz", operator.http))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status(), 200);
+    let metrics = http
+        .get(format!("{}/metrics", operator.http))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let series =
+        format!("tpp_operator_token_expiry_timestamp_seconds{{namespace=\"{ns}\",name=\"cway\"}}");
+    assert!(
+        metrics.contains(&series),
+        "{series} missing from:\n{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "tpp_operator_provider_requests_total{endpoint=\"registration\",outcome=\"success\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // Deleting as a user would: the finalizer cleans up the Secrets.
+    kubectl_ok(
+        &user,
+        &[
+            "delete",
+            "-f",
+            "examples/tpp-registration.yaml",
+            "--timeout=60s",
+        ],
+    );
+    assert!(secret_data(&client, &ns, "cway-credentials")
+        .await
+        .is_none());
+    assert!(secret_data(&client, &ns, "cway-token").await.is_none());
+
+    let status = operator.terminate();
+    let logs = std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "tpp-operator exited with {status}; logs:\n{logs}"
+    );
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "the chart's RBAC is not enough:\n{logs}"
+    );
+    for secret in [
+        &creds["certificate"],
+        &token["access_token"],
+        &"replace-with-your-signature-certificate".to_string(),
+    ] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret value reached the logs"
+        );
+    }
+}
+
+#[tokio::test]
+async fn owner_references_let_the_garbage_collector_remove_secrets() {
+    let client = client().await;
+    let ns = namespace(&client, "gc").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let user = user_kubeconfig(dir.path(), &ns);
+    let fake = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let op = Operator::start(&client, &ns, &fake.base_url()).await;
+    kubectl_ok(&user, &["apply", "-f", "examples/tpp-registration.yaml"]);
+    assert!(
+        wait_kubectl(
+            &user,
+            &[
+                "get",
+                "tpp",
+                "cway",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"
+            ],
+            "True",
+            60
+        )
+        .await
+    );
+    // The operator is gone (uninstalled) and its finalizer removed by hand: only the
+    // owner references remain to clean up.
+    op.stop().await;
+    kubectl_ok(
+        &user,
+        &[
+            "patch",
+            "tpp",
+            "cway",
+            "--type=merge",
+            "-p",
+            "{\"metadata\":{\"finalizers\":null}}",
+        ],
+    );
+    kubectl_ok(&user, &["delete", "tpp", "cway"]);
+    let collected = wait_for(Duration::from_secs(60), || async {
+        let creds = secret_data(&client, &ns, "cway-credentials").await;
+        let token = secret_data(&client, &ns, "cway-token").await;
+        (creds.is_none() && token.is_none()).then_some(())
+    })
+    .await;
+    assert!(
+        collected.is_some(),
+        "garbage collector did not delete the owned Secrets"
+    );
+    // The user's own Secret (no owner reference) stays.
+    assert!(secret_data(&client, &ns, "cway-signature").await.is_some());
+
+    // The namespace controller empties and removes the namespace.
+    let admin = kubeconfig_path();
+    kubectl_ok(&admin, &["delete", "namespace", &ns, "--wait=false"]);
+    let gone = wait_for(Duration::from_secs(60), || async {
+        let out = kubectl(&admin, &["get", "namespace", &ns]);
+        (!out.status.success()).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "namespace {ns} was not removed");
+}
+
+#[tokio::test]
+async fn kubectl_refuses_invalid_manifests_with_a_clear_message() {
+    let client = client().await;
+    let ns = namespace(&client, "invalid").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let user = user_kubeconfig(dir.path(), &ns);
+    let example = std::fs::read_to_string(Path::new(REPO).join("examples/tpp-registration.yaml"))
+        .expect("example");
+    let cases = [
+        (
+            example.replace(
+                "https://payments.cway.example",
+                "http://payments.cway.example",
+            ),
+            "callbackUrl must be an https URL",
+        ),
+        (
+            example.replace("countryISO: GB", "countryISO: Great Britain"),
+            "countryISO",
+        ),
+        (
+            example.replace("organisation:", "organization:"),
+            "organization",
+        ),
+        (
+            example.replace("deletionPolicy: Delete", "deletionPolicy: Keep"),
+            "deletionPolicy",
+        ),
+    ];
+    for (i, (manifest, expected)) in cases.iter().enumerate() {
+        assert_ne!(manifest, &example, "case {i} did not change the example");
+        let file = dir.path().join(format!("bad-{i}.yaml"));
+        std::fs::write(&file, manifest).expect("write manifest");
+        let out = kubectl(&user, &["apply", "-f", file.to_str().expect("path")]);
+        assert!(!out.status.success(), "case {i} was accepted");
+        assert!(
+            text(&out).contains(expected),
+            "case {i}: expected {expected:?} in: {}",
+            text(&out)
+        );
+    }
+    let out = kubectl(&user, &["get", "tpp", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "nothing was created"
+    );
+}
