@@ -3,6 +3,7 @@
 pub mod api;
 pub mod controller;
 pub mod http;
+pub mod leader;
 pub mod provider;
 pub mod secrets;
 pub mod telemetry;

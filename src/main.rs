@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tpp_operator::controller::{self, Context, Settings};
+use tpp_operator::leader::LeaseConfig;
 use tpp_operator::provider::{parse_base_url, ProviderClient, ProviderConfig};
 use tpp_operator::telemetry::{self, LogFormat, Metrics};
 
@@ -51,6 +52,35 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "TPP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Elect a leader with a Lease so that several replicas can run; only the holder reconciles.
+    #[arg(long, env = "TPP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: the pod's namespace, else "default").
+    #[arg(long, env = "TPP_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, env = "TPP_LEASE_NAME", default_value = "tpp-operator")]
+    lease_name: String,
+    /// Seconds a Lease stays valid without renewal; a standby takes over after that.
+    #[arg(long, env = "TPP_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+}
+
+/// The pod's namespace when running in a cluster.
+fn own_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE").ok().or_else(|| {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+}
+
+/// This replica's identity in the Lease: the pod name, else host name and process id.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
 }
 
 fn main() -> ExitCode {
@@ -118,23 +148,58 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let wait_stop = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
+    let lease = args.leader_elect.then(|| {
+        LeaseConfig::new(
+            args.lease_namespace
+                .clone()
+                .or_else(own_namespace)
+                .unwrap_or_else(|| "default".into()),
+            args.lease_name.clone(),
+            identity(),
+            Duration::from_secs(args.lease_duration_seconds.max(3)),
+        )
+    });
     let http = tokio::spawn(tpp_operator::http::serve(
         args.http_addr,
         ctx.clone(),
         wait_stop(stop_rx.clone()),
     ));
-    let controller = tokio::spawn(controller::run(ctx.clone(), wait_stop(stop_rx)));
-    tracing::info!(provider = %ctx.settings.default_provider_url, namespace = ?ctx.settings.namespace, "tpp-operator started");
+    let mut controller = tokio::spawn(controller::run_elected(
+        ctx.clone(),
+        lease,
+        wait_stop(stop_rx),
+    ));
+    tracing::info!(
+        provider = %ctx.settings.default_provider_url,
+        namespace = ?ctx.settings.namespace,
+        leader_elect = args.leader_elect,
+        "tpp-operator started"
+    );
 
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight reconciles");
-    let _ = stop_tx.send(true);
-    let _ = controller.await;
-    match http.await {
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: finishing in-flight reconciles");
+            let _ = stop_tx.send(true);
+            match controller.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("controller task: {e}")),
+            }
+        }
+        ended = &mut controller => {
+            let _ = stop_tx.send(true);
+            match ended {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("{e}; exiting so that this replica restarts as a standby")),
+                Err(e) => Err(format!("controller task: {e}")),
+            }
+        }
+    };
+    let served = match http.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("HTTP server on {}: {e}", args.http_addr)),
         Err(e) => Err(format!("HTTP server task: {e}")),
-    }
+    };
+    outcome.and(served)
 }
 
 async fn shutdown_signal() {

@@ -139,7 +139,13 @@ struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    fn start(dir: &Path, kubeconfig: &Path, namespace: &str, provider: &str) -> OperatorProcess {
+    fn start(
+        dir: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        lease_namespace: &str,
+        provider: &str,
+    ) -> OperatorProcess {
         let log = dir.join("operator.log");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_tpp-operator"))
@@ -155,6 +161,12 @@ impl OperatorProcess {
                 &format!("127.0.0.1:{port}"),
                 "--provider-timeout-seconds",
                 "3",
+            ])
+            .args([
+                "--lease-namespace",
+                lease_namespace,
+                "--lease-duration-seconds",
+                "5",
             ])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,tpp_operator=debug")
@@ -227,7 +239,13 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         &user,
         &["apply", "--server-side", "--force-conflicts", "-f", "crds/"],
     );
-    let operator = OperatorProcess::start(dir.path(), &operator_kc, &ns, &fake.base_url());
+    let operator = OperatorProcess::start(
+        dir.path(),
+        &operator_kc,
+        &ns,
+        &operator_ns,
+        &fake.base_url(),
+    );
     kubectl_ok(&user, &["apply", "-f", "examples/tpp-registration.yaml"]);
 
     let ready = wait_kubectl(

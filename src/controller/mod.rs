@@ -126,6 +126,85 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), 
     api.list(&ListParams::default().limit(1)).await.map(|_| ())
 }
 
+/// Leadership ended without a shutdown being asked for: the process should exit so that it
+/// restarts as a standby.
+#[derive(Debug, thiserror::Error)]
+#[error("lost the leader lease")]
+pub struct LostLeadership;
+
+/// Runs the controllers while this replica holds the lease (always, without a lease) until
+/// `shutdown` resolves. Losing the lease stops reconciling at once, in-flight work included, so
+/// that two replicas never act on the same object.
+pub async fn run_elected(
+    ctx: Arc<Context>,
+    lease: Option<crate::leader::LeaseConfig>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), LostLeadership> {
+    let Some(lease) = lease else {
+        run(ctx, shutdown).await;
+        return Ok(());
+    };
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    // The controller stops first; only then is the lease released, so a standby never starts
+    // while this replica still finishes in-flight work.
+    let (controller_stop, controller_stop_rx) = tokio::sync::watch::channel(false);
+    let (election_stop, election_stop_rx) = tokio::sync::watch::channel(false);
+    let (leading_tx, mut leading) = tokio::sync::watch::channel(false);
+    // Released only on an explicit stop. If this future is dropped (the task is aborted, like a
+    // crashed process) the election is aborted too and the lease simply expires.
+    let explicit_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        if rx.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let mut election = AbortOnDrop(tokio::spawn(crate::leader::run(
+        ctx.client.clone(),
+        lease,
+        leading_tx,
+        explicit_stop(election_stop_rx),
+    )));
+    tokio::pin!(shutdown);
+    // A standby serves health and readiness but reconciles nothing.
+    ctx.ready.store(true, Ordering::Relaxed);
+    let became_leader = tokio::select! {
+        _ = &mut shutdown => false,
+        became = leading.wait_for(|l| *l) => became.is_ok(),
+    };
+    let result = if became_leader {
+        let controller = run(ctx.clone(), wait_stop(controller_stop_rx));
+        tokio::pin!(controller);
+        let lost = async {
+            let _ = leading.wait_for(|l| !*l).await;
+        };
+        tokio::select! {
+            _ = &mut controller => Ok(()),
+            // Dropping the controller cancels in-flight reconciles at once.
+            _ = lost => Err(LostLeadership),
+            _ = &mut shutdown => {
+                let _ = controller_stop.send(true);
+                controller.await;
+                Ok(())
+            }
+        }
+    } else {
+        Ok(())
+    };
+    let _ = election_stop.send(true);
+    let _ = (&mut election.0).await;
+    result
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the TppRegistration controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
@@ -143,8 +222,26 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         crate::api::LABEL_MANAGED_BY,
         crate::api::MANAGED_BY
     ));
-    ctx.ready.store(true, Ordering::Relaxed);
-    Controller::new(registrations, watcher::Config::default().any_semantic())
+    let controller = Controller::new(registrations, watcher::Config::default().any_semantic());
+    // Ready once the cache has listed every TppRegistration, not merely when the process is up.
+    ctx.ready.store(false, Ordering::Relaxed);
+    let store = controller.store();
+    let ready_ctx = ctx.clone();
+    tokio::spawn(async move {
+        // The store wakes only one waiter (the controller's own), so look again every 200 ms
+        // instead of waiting once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    ready_ctx.ready.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            }
+        }
+    });
+    controller
         .owns(secrets, owned)
         .graceful_shutdown_on(shutdown)
         .run(reconcile_registration, error_policy, ctx)

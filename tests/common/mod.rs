@@ -214,24 +214,56 @@ pub struct Operator {
     task: tokio::task::JoinHandle<()>,
 }
 
+fn context(client: &Client, ns: &str, default_provider_url: &str) -> Arc<Context> {
+    let metrics = Arc::new(Metrics::new());
+    let provider = ProviderClient::new(
+        &ProviderConfig {
+            timeout: Duration::from_secs(2),
+            rate_limit: 50.0,
+            burst: 50,
+        },
+        metrics.clone(),
+    )
+    .expect("provider client");
+    let settings = Settings {
+        default_provider_url: default_provider_url.parse().expect("url"),
+        namespace: Some(ns.to_string()),
+    };
+    Arc::new(Context::new(client.clone(), provider, metrics, settings))
+}
+
+impl Operator {
+    /// Starts a replica with leader election on `lease`; the task ends on shutdown or when the
+    /// lease is lost.
+    pub fn start_elected(
+        client: &Client,
+        ns: &str,
+        default_provider_url: &str,
+        lease: tpp_operator::leader::LeaseConfig,
+    ) -> (
+        Arc<Context>,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), tpp_operator::controller::LostLeadership>>,
+    ) {
+        let ctx = context(client, ns, default_provider_url);
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let task = tokio::spawn(tpp_operator::controller::run_elected(
+            ctx.clone(),
+            Some(lease),
+            shutdown,
+        ));
+        (ctx, stop, task)
+    }
+}
+
 impl Operator {
     /// Starts a controller for `ns` with `default_provider_url` and a short provider timeout.
     pub async fn start(client: &Client, ns: &str, default_provider_url: &str) -> Operator {
-        let metrics = Arc::new(Metrics::new());
-        let provider = ProviderClient::new(
-            &ProviderConfig {
-                timeout: Duration::from_secs(2),
-                rate_limit: 50.0,
-                burst: 50,
-            },
-            metrics.clone(),
-        )
-        .expect("provider client");
-        let settings = Settings {
-            default_provider_url: default_provider_url.parse().expect("url"),
-            namespace: Some(ns.to_string()),
-        };
-        let ctx = Arc::new(Context::new(client.clone(), provider, metrics, settings));
+        let ctx = context(client, ns, default_provider_url);
         let (stop, rx) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             let mut rx = rx;
