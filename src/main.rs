@@ -34,9 +34,13 @@ struct RunArgs {
     /// Provider base URL for TppRegistrations that set no spec.providerUrl.
     #[arg(long, env = "TPP_DEFAULT_PROVIDER_URL", default_value = tpp_operator::api::DEFAULT_PROVIDER_URL)]
     default_provider_url: String,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "TPP_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "TPP_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, env = "TPP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -125,7 +129,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
-    controller::check_crds(&client, args.namespace.as_deref()).await.map_err(|e| {
+    controller::check_crds(&client, &args.namespaces).await.map_err(|e| {
         format!("cannot list TppRegistrations; are the CRDs installed (kubectl apply -f crds/) and RBAC granted? {e}")
     })?;
     let metrics = Arc::new(Metrics::new());
@@ -140,7 +144,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let settings = Settings {
         default_provider_url,
-        namespace: args.namespace,
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.trim().is_empty())
+            .collect(),
     };
     let ctx = Arc::new(Context::new(client, provider, metrics, settings));
 
@@ -171,7 +179,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     ));
     tracing::info!(
         provider = %ctx.settings.default_provider_url,
-        namespace = ?ctx.settings.namespace,
+        namespaces = ?ctx.settings.namespaces,
         leader_elect = args.leader_elect,
         "tpp-operator started"
     );

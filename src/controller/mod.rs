@@ -41,8 +41,8 @@ impl Clock for SystemClock {
 pub struct Settings {
     /// Provider base URL for objects that do not name one.
     pub default_provider_url: Url,
-    /// Namespace to watch; `None` watches all namespaces.
-    pub namespace: Option<String>,
+    /// Namespaces to watch; empty watches all namespaces.
+    pub namespaces: Vec<String>,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -117,13 +117,18 @@ impl Error {
     }
 }
 
-/// Checks that the CRDs are installed, so a missing install fails loudly at start.
-pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), kube::Error> {
-    let api: Api<TppRegistration> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    api.list(&ListParams::default().limit(1)).await.map(|_| ())
+/// Checks that the CRDs are installed and readable in every watched namespace, so a missing
+/// install or missing RBAC fails loudly at start.
+pub async fn check_crds(client: &Client, namespaces: &[String]) -> Result<(), kube::Error> {
+    if namespaces.is_empty() {
+        let api: Api<TppRegistration> = Api::all(client.clone());
+        return api.list(&ListParams::default().limit(1)).await.map(|_| ());
+    }
+    for ns in namespaces {
+        let api: Api<TppRegistration> = Api::namespaced(client.clone(), ns);
+        api.list(&ListParams::default().limit(1)).await?;
+    }
+    Ok(())
 }
 
 /// Leadership ended without a shutdown being asked for: the process should exit so that it
@@ -205,17 +210,48 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs the TppRegistration controller until `shutdown` resolves.
+/// Runs the TppRegistration controller until `shutdown` resolves: one watch over all
+/// namespaces, or one per namespace of the configured list.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let (registrations, secrets): (Api<TppRegistration>, Api<Secret>) =
-        match &ctx.settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
+    let scopes: Vec<Option<String>> = if ctx.settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    // Ready once every watch has listed its TppRegistrations, not merely when the process is up.
+    ctx.ready.store(false, Ordering::Relaxed);
+    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = scopes.len();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let controllers = scopes.into_iter().map(|scope| {
+        let mut rx = stop_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
         };
+        run_scope(ctx.clone(), scope, stop, synced.clone(), total)
+    });
+    let stopper = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    futures::future::join(stopper, futures::future::join_all(controllers)).await;
+}
+
+async fn run_scope(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    synced: Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
+) {
+    let client = ctx.client.clone();
+    let (registrations, secrets): (Api<TppRegistration>, Api<Secret>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
     // Only Secrets the operator wrote are watched, never every Secret in the cluster.
     let owned = watcher::Config::default().labels(&format!(
         "{}={}",
@@ -223,8 +259,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         crate::api::MANAGED_BY
     ));
     let controller = Controller::new(registrations, watcher::Config::default().any_semantic());
-    // Ready once the cache has listed every TppRegistration, not merely when the process is up.
-    ctx.ready.store(false, Ordering::Relaxed);
     let store = controller.store();
     let ready_ctx = ctx.clone();
     tokio::spawn(async move {
@@ -233,7 +267,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         loop {
             match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
                 Ok(Ok(())) => {
-                    ready_ctx.ready.store(true, Ordering::Relaxed);
+                    if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
+                        ready_ctx.ready.store(true, Ordering::Relaxed);
+                    }
                     break;
                 }
                 Ok(Err(_)) => break,

@@ -227,7 +227,7 @@ fn context(client: &Client, ns: &str, default_provider_url: &str) -> Arc<Context
     .expect("provider client");
     let settings = Settings {
         default_provider_url: default_provider_url.parse().expect("url"),
-        namespace: Some(ns.to_string()),
+        namespaces: vec![ns.to_string()],
     };
     Arc::new(Context::new(client.clone(), provider, metrics, settings))
 }
