@@ -56,6 +56,9 @@ stage "helm lint" "$TPP_CACHE/bin/helm" lint charts/tpp-operator
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "build tests" cargo test --workspace --locked --no-run
+# The end-to-end tests run the release binary, built as the Dockerfile builds it.
+stage "build release binary" cargo build --release --locked --bin tpp-operator
+export TPP_OPERATOR_BIN="$CARGO_TARGET_DIR/release/tpp-operator"
 stage "start test control plane" start_cluster
 # Integration tests mostly wait on timers, so more threads than cores keeps the run short.
 stage "cargo test" cargo test --workspace --locked -- --test-threads="${TPP_TEST_THREADS:-8}"

@@ -138,6 +138,16 @@ struct OperatorProcess {
     http: String,
 }
 
+impl Drop for OperatorProcess {
+    // A failed assertion must not leave the operator running after the test.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl OperatorProcess {
     fn start(
         dir: &Path,
@@ -148,7 +158,11 @@ impl OperatorProcess {
     ) -> OperatorProcess {
         let log = dir.join("operator.log");
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tpp-operator"))
+        // CI points this at the release build, the binary the container image ships.
+        let binary = std::env::var_os("TPP_OPERATOR_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tpp-operator")));
+        let child = Command::new(binary)
             .args([
                 "run",
                 "--default-provider-url",
@@ -186,7 +200,7 @@ impl OperatorProcess {
     }
 
     /// SIGTERM, then the exit status (graceful shutdown must finish within 15 s).
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -239,7 +253,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         &user,
         &["apply", "--server-side", "--force-conflicts", "-f", "crds/"],
     );
-    let operator = OperatorProcess::start(
+    let mut operator = OperatorProcess::start(
         dir.path(),
         &operator_kc,
         &ns,

@@ -224,9 +224,15 @@ func startComponent(ctx context.Context, name string, args []string, log io.Writ
 
 func stopComponent(c *component) {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	// The controller manager keeps no state of its own and lingers ~20 s after SIGTERM; the API
+	// server drains its requests within a few seconds.
+	grace := 20 * time.Second
+	if c.name == "kube-controller-manager" {
+		grace = 3 * time.Second
+	}
 	select {
 	case <-c.done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(grace):
 		_ = c.cmd.Process.Kill()
 		<-c.done
 	}
