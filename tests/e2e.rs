@@ -184,6 +184,7 @@ impl OperatorProcess {
             ])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,tpp_operator=debug")
+            .env("TPP_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -403,6 +404,17 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         !logs.to_lowercase().contains("forbidden"),
         "the chart's RBAC is not enough:\n{logs}"
     );
+    // --log-format json: every line is one JSON object with a level and a message.
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() >= 3, "too few log lines:\n{logs}");
+    for line in lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            entry["level"].is_string() && entry["message"].is_string(),
+            "{line}"
+        );
+    }
     for secret in [
         &creds["certificate"],
         &token["access_token"],
