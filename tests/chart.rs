@@ -5,25 +5,10 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn tool(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TPP_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tpp-operator")
-        });
-    let path = cache.join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/install-tools.sh",
-        path.display()
-    );
-    path
-}
 
 fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Output {
     let mut cmd = Command::new(tool("helm"));

@@ -11,21 +11,6 @@ use std::time::Duration;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-fn tool(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TPP_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tpp-operator")
-        });
-    let path = cache.join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/install-tools.sh",
-        path.display()
-    );
-    path
-}
-
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")
 }

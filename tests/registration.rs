@@ -45,6 +45,15 @@ fn raw_registration(name: &str, provider: &str, extra: serde_json::Value) -> Dyn
     .expect("object")
 }
 
+/// The message of the Ready condition.
+fn ready_message(st: &TppRegistrationStatus) -> String {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 struct Env {
     client: Client,
     ns: String,
@@ -118,6 +127,14 @@ impl Env {
                 self.status(name).await
             ),
         }
+    }
+
+    /// Starts the operator, creates `name` with default test settings and waits until Ready.
+    async fn operator_with_ready(&self, name: &str) -> Operator {
+        let op = Operator::start(&self.client, &self.ns, &self.fake.base_url()).await;
+        self.create(name, json!({})).await;
+        self.wait_ready(name, "True", "TokenRefreshed", 30).await;
+        op
     }
 
     async fn token(&self, name: &str) -> String {
@@ -287,9 +304,7 @@ async fn existing_credentials_are_adopted_without_registering() {
 #[tokio::test]
 async fn restart_neither_registers_nor_refreshes_again() {
     let e = env("restart", 300).await;
-    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
-    e.create("acme", json!({})).await;
-    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let op = e.operator_with_ready("acme").await;
     let token_before = e.token("acme").await;
     op.stop().await;
 
@@ -313,9 +328,7 @@ async fn restart_neither_registers_nor_refreshes_again() {
 #[tokio::test]
 async fn tokens_are_refreshed_before_they_expire() {
     let e = env("refresh", 6).await;
-    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
-    e.create("acme", json!({})).await;
-    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let op = e.operator_with_ready("acme").await;
     // Over ~14 s a 6 s token refreshed at 2/3 of its life is renewed at least twice.
     let renewed = wait_for(Duration::from_secs(20), || async {
         (e.fake.tokens().len() >= 4).then_some(())
@@ -366,12 +379,7 @@ async fn outage_keeps_the_old_token_backs_off_and_recovers() {
         old_token,
         "the still-valid token must stay in its Secret"
     );
-    let msg = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = ready_message(&st);
     assert!(msg.contains("503"), "{msg}");
     // Backoff: 5 s doubling, so in 6 s at most 3 attempts happen, not a hammering loop.
     let before = e.fake.calls().client_token;
@@ -423,12 +431,7 @@ async fn permanent_401_is_reported_and_not_hammered() {
     let st = e
         .wait_ready("acme", "False", "InvalidClientCredentials", 30)
         .await;
-    let msg = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = ready_message(&st);
     assert!(
         msg.contains("acme-credentials"),
         "message names the Secret to check: {msg}"
@@ -457,12 +460,7 @@ async fn missing_signature_secret_is_named_and_then_picked_up() {
     let st = e
         .wait_ready("acme", "False", "InvalidSignatureCertificate", 30)
         .await;
-    let msg = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = ready_message(&st);
     assert!(msg.contains("acme-signature"), "{msg}");
     assert_eq!(e.fake.registrations().len(), 0);
     create_secret(
@@ -525,12 +523,7 @@ async fn foreign_token_secret_is_not_overwritten() {
     let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
     e.create("acme", json!({})).await;
     let st = e.wait_ready("acme", "False", "SecretConflict", 30).await;
-    let msg = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let msg = ready_message(&st);
     assert!(msg.contains("acme-token"), "{msg}");
     assert_eq!(e.token("acme").await, "someone-elses");
     op.stop().await;
@@ -539,9 +532,7 @@ async fn foreign_token_secret_is_not_overwritten() {
 #[tokio::test]
 async fn force_refresh_annotation_gets_a_new_token_once() {
     let e = env("force", 300).await;
-    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
-    e.create("acme", json!({})).await;
-    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let op = e.operator_with_ready("acme").await;
     let old = e.token("acme").await;
     let annotate = json!({"metadata": {"annotations": {"tpp-operator.dev/force-refresh": "2026-11-24T10:00:00Z"}}});
     e.api

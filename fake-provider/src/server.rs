@@ -467,24 +467,32 @@ async fn create_consent(
     (StatusCode::CREATED, Json(answer)).into_response()
 }
 
+/// What GET and DELETE of one consent answer before looking it up: faults, the switched-off
+/// routes of a provider without them, and the bearer check.
+async fn consent_route_guard(
+    shared: &Shared,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+) -> Option<Response> {
+    if let Some(r) = preamble(shared, endpoint).await {
+        return Some(r);
+    }
+    let config = shared.config();
+    if !config.consent_get_delete {
+        let status =
+            StatusCode::from_u16(config.missing_status).unwrap_or(StatusCode::METHOD_NOT_ALLOWED);
+        return Some(error(status, "not_supported", "not supported"));
+    }
+    bearer(shared, headers).err().map(|r| *r)
+}
+
 async fn get_consent(
     State(shared): State<Shared_>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = preamble(&shared, Endpoint::ConsentGet).await {
+    if let Some(r) = consent_route_guard(&shared, &headers, Endpoint::ConsentGet).await {
         return r;
-    }
-    let config = shared.config();
-    if !config.consent_get_delete {
-        return error(
-            StatusCode::from_u16(config.missing_status).unwrap_or(StatusCode::METHOD_NOT_ALLOWED),
-            "not_supported",
-            "not supported",
-        );
-    }
-    if let Err(r) = bearer(&shared, &headers) {
-        return *r;
     }
     let found = shared
         .state()
@@ -506,19 +514,8 @@ async fn delete_consent(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = preamble(&shared, Endpoint::ConsentDelete).await {
+    if let Some(r) = consent_route_guard(&shared, &headers, Endpoint::ConsentDelete).await {
         return r;
-    }
-    let config = shared.config();
-    if !config.consent_get_delete {
-        return error(
-            StatusCode::from_u16(config.missing_status).unwrap_or(StatusCode::METHOD_NOT_ALLOWED),
-            "not_supported",
-            "not supported",
-        );
-    }
-    if let Err(r) = bearer(&shared, &headers) {
-        return *r;
     }
     let mut state = shared.state();
     match state.consents.iter_mut().find(|c| c.consent_id == id) {

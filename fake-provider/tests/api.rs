@@ -8,9 +8,9 @@ fn org() -> Value {
     json!({"countryISO": "GB", "address": "1 Roada Way", "name": "Cway", "email": "c@finance.co", "certificateType": "account", "callbackUrl": "https://x.io/cb"})
 }
 
-async fn register(http: &reqwest::Client, fake: &FakeProvider) -> (String, String) {
-    let r: Value = http
-        .post(format!("{}/api/account/registration", fake.base_url()))
+/// The raw JSON answer of a registration.
+async fn register_raw(http: &reqwest::Client, fake: &FakeProvider) -> Value {
+    http.post(format!("{}/api/account/registration", fake.base_url()))
         .header("signature-certificate", "sig")
         .json(&org())
         .send()
@@ -18,7 +18,11 @@ async fn register(http: &reqwest::Client, fake: &FakeProvider) -> (String, Strin
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn register(http: &reqwest::Client, fake: &FakeProvider) -> (String, String) {
+    let r = register_raw(http, fake).await;
     (
         r["ClientId"].as_str().unwrap().to_string(),
         r["Certificate"].as_str().unwrap().to_string(),
@@ -71,16 +75,7 @@ fn base64url(s: &str) -> Vec<u8> {
 async fn registration_answers_with_the_documented_casing() {
     let fake = FakeProvider::start(Config::default()).await.unwrap();
     let http = reqwest::Client::new();
-    let r: Value = http
-        .post(format!("{}/api/account/registration", fake.base_url()))
-        .header("signature-certificate", "sig")
-        .json(&org())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = register_raw(&http, &fake).await;
     let id = r["ClientId"].as_str().unwrap();
     assert_eq!(id.len(), 32);
     assert!(id
@@ -99,16 +94,7 @@ async fn registration_answers_with_the_documented_casing() {
     })
     .await
     .unwrap();
-    let r: Value = http
-        .post(format!("{}/api/account/registration", legacy.base_url()))
-        .header("signature-certificate", "sig")
-        .json(&org())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = register_raw(&http, &legacy).await;
     assert_eq!(r["statusMessage"], "OK");
     assert!(r.get("Message").is_none());
 }

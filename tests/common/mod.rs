@@ -37,6 +37,17 @@ fn cache_dir() -> PathBuf {
         })
 }
 
+/// A pinned tool installed by scripts/install-tools.sh (kubectl, helm).
+pub fn tool(name: &str) -> PathBuf {
+    let path = cache_dir().join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/install-tools.sh",
+        path.display()
+    );
+    path
+}
+
 /// Path of the test-cluster binary built by scripts/build-testcluster.sh.
 pub fn testcluster_binary() -> PathBuf {
     std::env::var_os("TPP_TESTCLUSTER")
