@@ -6,4 +6,5 @@ pub mod http;
 pub mod leader;
 pub mod provider;
 pub mod secrets;
+pub mod signing;
 pub mod telemetry;

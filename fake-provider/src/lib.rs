@@ -4,8 +4,10 @@
 
 mod faults;
 mod server;
+mod verify;
 
 pub use faults::{Endpoint, Fault};
+pub use verify::{verify_request_object, VerifyError};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
