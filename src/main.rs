@@ -41,7 +41,11 @@ struct RunArgs {
         value_delimiter = ','
     )]
     namespaces: Vec<String>,
-    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    /// External base URL of this operator's HTTP server (as the provider reaches it, e.g. through
+    /// the chart's Ingress); used for the JWKS URL shown in status.
+    #[arg(long, env = "TPP_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Address of the HTTP server for /healthz, /readyz, /metrics and /jwks.
     #[arg(long, env = "TPP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
     /// Timeout of one provider call, in seconds.
@@ -142,7 +146,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
         metrics.clone(),
     )
     .map_err(|e| e.to_string())?;
+    let public_url = match &args.public_url {
+        Some(raw) => Some(parse_base_url(raw).map_err(|e| format!("--public-url: {e}"))?),
+        None => None,
+    };
     let settings = Settings {
+        public_url,
         default_provider_url,
         namespaces: args
             .namespaces

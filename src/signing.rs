@@ -8,6 +8,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+/// How long an authorisation request object is valid.
+pub const REQUEST_OBJECT_LIFETIME_SECS: i64 = 600;
+
 /// Errors about signing keys; messages never contain key material.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {

@@ -364,6 +364,57 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         "{metrics}"
     );
 
+    // The JWKS the provider fetches, served by the operator: a request object signed with the
+    // registration's key verifies against it with an independent RSA implementation.
+    let jwks: serde_json::Value = http
+        .get(format!("{}/jwks/{ns}/cway", operator.http))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("jwks JSON");
+    let signing = secret_data(&client, &ns, "cway-signing-key")
+        .await
+        .expect("signing key Secret");
+    let key =
+        tpp_operator::signing::SigningKey::from_pem(&signing["private_key"], None).expect("key");
+    assert_eq!(jwks["keys"][0]["kid"], key.kid());
+    assert_eq!(jwks["keys"][0]["use"], "sig");
+    assert_eq!(jwks["keys"][0]["alg"], "PS256");
+    let claims = tpp_operator::signing::RequestObjectClaims::new(
+        &client_id,
+        "https://bank",
+        "https://tpp/cb",
+        "c-1",
+        "s",
+        "n",
+        1,
+        600,
+    );
+    let jwt = key.sign(&claims).expect("sign");
+    fake_provider::verify_request_object(&jwks, &jwt)
+        .expect("request object verifies against the served JWKS");
+    let all: serde_json::Value = http
+        .get(format!("{}/jwks", operator.http))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert!(all["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .any(|k| k["kid"] == key.kid()));
+    let missing = http
+        .get(format!("{}/jwks/{ns}/nope", operator.http))
+        .send()
+        .await
+        .expect("jwks");
+    assert_eq!(missing.status(), 404);
+
     // Deleting as a user would: the finalizer cleans up the Secrets.
     kubectl_ok(
         &user,
@@ -378,6 +429,9 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         .await
         .is_none());
     assert!(secret_data(&client, &ns, "cway-token").await.is_none());
+    assert!(secret_data(&client, &ns, "cway-signing-key")
+        .await
+        .is_none());
 
     let status = operator.terminate();
     let logs = std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
@@ -401,6 +455,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         );
     }
     for secret in [
+        &signing["private_key"],
         &creds["certificate"],
         &token["access_token"],
         &"replace-with-your-signature-certificate".to_string(),

@@ -667,3 +667,127 @@ async fn invalid_specs_are_refused_at_admission() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn generated_signing_key_is_stored_published_and_rotated() {
+    let e = env("signing", 300).await;
+    let op = e.operator_with_ready("acme").await;
+    let st = e.status("acme").await;
+    let secret = secret_data(&e.client, &e.ns, "acme-signing-key")
+        .await
+        .expect("signing key Secret");
+    let key = tpp_operator::signing::SigningKey::from_pem(&secret["private_key"], None)
+        .expect("PEM private key");
+    assert_eq!(secret["kid"], key.kid());
+    let jwk: serde_json::Value = serde_json::from_str(&secret["jwk"]).expect("jwk JSON");
+    assert_eq!(jwk["kid"], key.kid());
+    assert_eq!(st.signing_keys.len(), 1);
+    assert_eq!(st.signing_keys[0].kid, key.kid());
+    assert_eq!(st.signing_keys[0].modulus, key.jwk().n);
+    assert_eq!(
+        st.jwks_url.as_deref(),
+        Some(format!("https://tpp.example/jwks/{}/acme", e.ns).as_str())
+    );
+    assert!(!serde_json::to_string(&st)
+        .expect("json")
+        .contains("PRIVATE KEY"));
+
+    let rotate = json!({"metadata": {"annotations": {"tpp-operator.dev/rotate-signing-key": "1"}}});
+    e.api
+        .patch("acme", &PatchParams::default(), &Patch::Merge(rotate))
+        .await
+        .expect("annotate");
+    let rotated = wait_for(Duration::from_secs(20), || async {
+        let st = e.status("acme").await;
+        (st.signing_keys.len() == 2).then_some(st)
+    })
+    .await
+    .expect("rotation publishes a second key");
+    assert_ne!(
+        rotated.signing_keys[0].kid,
+        key.kid(),
+        "the new key comes first"
+    );
+    assert_eq!(
+        rotated.signing_keys[1].kid,
+        key.kid(),
+        "the old key stays published"
+    );
+    let retire = rotated.signing_keys[1]
+        .retire_at
+        .clone()
+        .expect("retirement time")
+        .0;
+    let left = retire.duration_since(jiff::Timestamp::now()).as_secs_f64();
+    assert!(
+        (600.0..=960.0).contains(&left),
+        "old key retires in {left} s"
+    );
+    let secret = secret_data(&e.client, &e.ns, "acme-signing-key")
+        .await
+        .expect("secret");
+    assert_eq!(secret["kid"], rotated.signing_keys[0].kid);
+    assert_eq!(
+        e.fake.calls().registration,
+        1,
+        "rotation does not re-register"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn supplied_signing_key_is_used_and_a_bad_one_reported_without_stopping_tokens() {
+    let e = env("ownkey", 300).await;
+    let key = tpp_operator::signing::SigningKey::generate().expect("key");
+    let pem = key.to_pkcs8_pem().expect("pem");
+    create_secret(
+        &e.client,
+        &e.ns,
+        "tpp-key",
+        &[("private_key", &pem), ("kid", "registered-kid")],
+    )
+    .await;
+    create_secret(
+        &e.client,
+        &e.ns,
+        "bad-key",
+        &[(
+            "private_key",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )],
+    )
+    .await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("good", json!({"signingKeySecretRef": {"name": "tpp-key"}}))
+        .await;
+    e.create("bad", json!({"signingKeySecretRef": {"name": "bad-key"}}))
+        .await;
+    let st = e.wait_ready("good", "True", "TokenRefreshed", 30).await;
+    assert_eq!(st.signing_keys[0].kid, "registered-kid");
+    assert_eq!(st.signing_keys[0].modulus, key.jwk().n);
+    let st = e.wait_ready("bad", "False", "InvalidSigningKey", 30).await;
+    let msg = ready_message(&st);
+    assert!(msg.contains("bad-key"), "{msg}");
+    assert!(!msg.contains("AAAA"), "key material in a message: {msg}");
+    assert!(
+        secret_data(&e.client, &e.ns, "bad-token").await.is_some(),
+        "tokens are refreshed regardless"
+    );
+    // The user's Secrets are theirs: never labelled or deleted.
+    e.api
+        .delete("good", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(Duration::from_secs(20), || async {
+        e.api
+            .get_opt("good")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(secret_data(&e.client, &e.ns, "tpp-key").await.is_some());
+    op.stop().await;
+}

@@ -38,6 +38,9 @@ pub mod reason {
     /// The token expired and no new one could be obtained yet.
     pub const TOKEN_EXPIRED: &str = "TokenExpired";
 
+    /// The signing key Secret is missing, malformed or too weak.
+    pub const INVALID_SIGNING_KEY: &str = "InvalidSigningKey";
+
     /// Every reason above.
     pub const ALL: &[&str] = &[
         TOKEN_REFRESHED,
@@ -55,6 +58,7 @@ pub mod reason {
         INVALID_PROVIDER_URL,
         TOKEN_REQUEST_REJECTED,
         TOKEN_EXPIRED,
+        INVALID_SIGNING_KEY,
     ];
 }
 

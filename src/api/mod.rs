@@ -26,6 +26,9 @@ pub const LABEL_CONSENT: &str = "tpp-operator.dev/consent";
 pub const FINALIZER: &str = "tpp-operator.dev/cleanup";
 /// Annotation: set it to a new value (a timestamp, say) to refresh the client token now.
 pub const ANNOTATION_FORCE_REFRESH: &str = "tpp-operator.dev/force-refresh";
+/// Annotation: set it to a new value to replace the generated signing key (the old public key
+/// stays published while request objects signed with it may be in use).
+pub const ANNOTATION_ROTATE_SIGNING_KEY: &str = "tpp-operator.dev/rotate-signing-key";
 /// Annotation: set it to a new value to allow one more registration attempt after an
 /// unconfirmed one (see the `RegistrationUnconfirmed` reason).
 pub const ANNOTATION_RETRY_REGISTRATION: &str = "tpp-operator.dev/retry-registration";

@@ -96,6 +96,58 @@ pub struct TppRegistrationSpec {
     /// (default) or Retain.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// The Secret holding the RSA private key that signs authorisation request objects (PEM,
+    /// PKCS#8 or PKCS#1, 2048 bits or more) and, optionally, its key id. Unset: the operator
+    /// generates a key and keeps it in Secret <name>-signing-key (keys private_key, jwk, kid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_secret_ref: Option<SigningKeySecretRef>,
+}
+
+/// Where a TPP-supplied signing key is.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeySecretRef {
+    /// Name of the Secret, in the same namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key holding the PEM private key. Default: private_key.
+    #[serde(default = "default_private_key_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub private_key_key: String,
+    /// Key holding the key id registered with the provider; when absent from the Secret the
+    /// RFC 7638 thumbprint of the key is used. Default: kid.
+    #[serde(default = "default_kid_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub kid_key: String,
+}
+
+fn default_private_key_key() -> String {
+    "private_key".to_string()
+}
+
+fn default_kid_key() -> String {
+    "kid".to_string()
+}
+
+/// A public key published in the registration's JWKS.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedKey {
+    /// Key id.
+    pub kid: String,
+    /// RSA modulus, base64url (the JWK's `n`; not named so here because YAML 1.1 parsers, as
+    /// kubectl and Helm use, read a bare `n` as false).
+    pub modulus: String,
+    /// RSA public exponent, base64url (the JWK's `e`).
+    pub exponent: String,
+    /// Set once the key was replaced: it stays published until then, so that request objects
+    /// signed with it can still be verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_at: Option<Time>,
 }
 
 fn default_scope() -> String {
@@ -236,6 +288,19 @@ pub struct TppRegistrationStatus {
     /// The last value of the force-refresh annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_force_refresh: Option<String>,
+    /// Name of the Secret holding the signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_secret: Option<String>,
+    /// Public keys published in the JWKS, the current one first (public data, not secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<PublishedKey>,
+    /// Where the provider fetches this registration's JWKS (set when the operator knows its
+    /// public URL, --public-url).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// The last value of the rotate-signing-key annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_rotate_signing_key: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -263,6 +328,17 @@ impl TppRegistration {
                     self.metadata.name.as_deref().unwrap_or_default()
                 )
             })
+    }
+
+    /// Name of the Secret with the signing key (the user's, or the generated one).
+    pub fn signing_key_secret_name(&self) -> String {
+        match &self.spec.signing_key_secret_ref {
+            Some(r) => r.name.clone(),
+            None => format!(
+                "{}-signing-key",
+                self.metadata.name.as_deref().unwrap_or_default()
+            ),
+        }
     }
 
     /// Name of the client token Secret.

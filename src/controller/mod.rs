@@ -43,6 +43,8 @@ pub struct Settings {
     pub default_provider_url: Url,
     /// Namespaces to watch; empty watches all namespaces.
     pub namespaces: Vec<String>,
+    /// External base URL of the operator's HTTP server (JWKS, callback), if it has one.
+    pub public_url: Option<Url>,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -103,6 +105,9 @@ pub enum Error {
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Generating or encoding a signing key failed.
+    #[error("signing key: {0}")]
+    Signing(String),
 }
 
 impl Error {
@@ -113,6 +118,7 @@ impl Error {
             Error::Secret(_) => "secret_error",
             Error::Incomplete(_) => "incomplete_object",
             Error::Finalizer(_) => "finalizer_error",
+            Error::Signing(_) => "signing_error",
         }
     }
 }

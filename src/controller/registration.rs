@@ -5,13 +5,15 @@ use super::plan::{registration_plan, token_plan, RefreshReason, RegistrationPlan
 use super::schedule::{backoff, refresh_at, FailureKind};
 use super::{Context, Error};
 use crate::api::{
-    condition, find, reason, RegistrationState, TppRegistration, TppRegistrationStatus,
-    ANNOTATION_FORCE_REFRESH, ANNOTATION_RETRY_REGISTRATION, FINALIZER, LABEL_REGISTRATION, READY,
+    condition, find, reason, PublishedKey, RegistrationState, TppRegistration,
+    TppRegistrationStatus, ANNOTATION_FORCE_REFRESH, ANNOTATION_RETRY_REGISTRATION,
+    ANNOTATION_ROTATE_SIGNING_KEY, FINALIZER, LABEL_REGISTRATION, READY,
 };
 use crate::provider::{
     parse_base_url, token, ClientCredentials, ProviderError, RegistrationRequest, Sensitive,
 };
 use crate::secrets::{text_value, Owner, SecretError, Secrets, FIELD_MANAGER};
+use crate::signing::{Jwk, SigningKey};
 use crate::telemetry::ObjectLabels;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -30,6 +32,15 @@ use url::Url;
 pub const KEY_CLIENT_ID: &str = "client_id";
 /// Keys of the credentials Secret.
 pub const KEY_CERTIFICATE: &str = "certificate";
+
+/// Key of the PEM private key in signing-key Secrets.
+pub const KEY_PRIVATE_KEY: &str = "private_key";
+/// How long a replaced public key stays in the JWKS: the life of a request object plus slack for
+/// clock skew, so every request object signed with it can still be verified.
+const KEY_RETENTION: Duration =
+    Duration::from_secs(crate::signing::REQUEST_OBJECT_LIFETIME_SECS as u64 + 300);
+/// How soon a broken user-supplied signing key is looked at again (its Secret is not watched).
+const SIGNING_KEY_RETRY: Duration = Duration::from_secs(60);
 
 /// Longest wait between two looks at an object that has nothing scheduled.
 const MAX_REQUEUE: Duration = Duration::from_secs(3600);
@@ -158,9 +169,134 @@ impl<'a> Run<'a> {
             ControlFlow::Continue(c) => c,
             ControlFlow::Break(outcome) => return Ok(ControlFlow::Break(outcome)),
         };
-        self.token(&base, &credentials)
-            .await
-            .map(ControlFlow::Continue)
+        let token = self.token(&base, &credentials).await?;
+        // A bad signing key must not stop client tokens from being refreshed: it is reported
+        // on top of the token's outcome.
+        Ok(ControlFlow::Continue(match self.signing_key().await? {
+            Some(problem) => Outcome {
+                next: earliest(token.next, problem.next),
+                ..problem
+            },
+            None => Outcome {
+                next: earliest(token.next, self.next_key_retirement()),
+                ..token
+            },
+        }))
+    }
+
+    /// Loads (or generates) the signing key and publishes its public half in status; `Some` is
+    /// a problem to report.
+    async fn signing_key(&mut self) -> Result<Option<Outcome>, Error> {
+        let secret_name = self.obj.signing_key_secret_name();
+        self.status.signing_key_secret = Some(secret_name.clone());
+        let existing = self.secrets.get(&secret_name).await?;
+        let key = match (&self.obj.spec.signing_key_secret_ref, existing) {
+            (Some(reference), Some(secret)) => {
+                let pem = text_value(&secret, &reference.private_key_key);
+                let kid = text_value(&secret, &reference.kid_key).ok();
+                match pem.map_err(|e| e.to_string()).and_then(|pem| {
+                    SigningKey::from_pem(&pem, kid.as_deref()).map_err(|e| {
+                        format!(
+                            "key {:?} of Secret {secret_name}: {e}",
+                            reference.private_key_key
+                        )
+                    })
+                }) {
+                    Ok(key) => key,
+                    Err(e) => return Ok(Some(self.signing_key_problem(e))),
+                }
+            }
+            (Some(_), None) => {
+                return Ok(Some(self.signing_key_problem(format!(
+                    "Secret {secret_name} (signing key) does not exist"
+                ))))
+            }
+            (None, Some(secret)) if !self.owner.owns(&secret) => {
+                let e = SecretError::NotOwned { name: secret_name };
+                return Ok(Some(self.signing_key_problem(e.to_string())));
+            }
+            (None, existing) => {
+                let rotate = self
+                    .obj
+                    .annotations()
+                    .get(ANNOTATION_ROTATE_SIGNING_KEY)
+                    .cloned();
+                let rotate_now =
+                    rotate.is_some() && rotate != self.status.handled_rotate_signing_key;
+                let stored = existing
+                    .as_ref()
+                    .and_then(|s| text_value(s, KEY_PRIVATE_KEY).ok())
+                    .and_then(|pem| SigningKey::from_pem(&pem, None).ok());
+                match stored {
+                    Some(key) if !rotate_now => key,
+                    _ => {
+                        let key =
+                            SigningKey::generate().map_err(|e| Error::Signing(e.to_string()))?;
+                        let pem = key
+                            .to_pkcs8_pem()
+                            .map_err(|e| Error::Signing(e.to_string()))?;
+                        let jwk = serde_json::to_string(&key.jwk())
+                            .map_err(|e| Error::Signing(e.to_string()))?;
+                        let data = BTreeMap::from([
+                            (KEY_PRIVATE_KEY.to_string(), pem),
+                            ("jwk".to_string(), jwk),
+                            ("kid".to_string(), key.kid().to_string()),
+                        ]);
+                        self.secrets.apply(&secret_name, &self.owner, data).await?;
+                        self.status.handled_rotate_signing_key = rotate;
+                        let verb = if existing.is_some() {
+                            "Rotated the signing key"
+                        } else {
+                            "Generated a signing key"
+                        };
+                        self.event(
+                            EventType::Normal,
+                            "SigningKeyGenerated",
+                            format!("{verb}: kid {}, stored in Secret {secret_name}.", key.kid()),
+                        )
+                        .await;
+                        key
+                    }
+                }
+            }
+        };
+        self.status.signing_keys = published_keys(
+            &key.jwk(),
+            &self.status.signing_keys,
+            self.now,
+            KEY_RETENTION,
+        );
+        self.status.jwks_url = self.ctx.settings.public_url.as_ref().map(|u| {
+            format!(
+                "{}/jwks/{}/{}",
+                u.as_str().trim_end_matches('/'),
+                self.namespace,
+                self.name
+            )
+        });
+        Ok(None)
+    }
+
+    fn signing_key_problem(&self, problem: String) -> Outcome {
+        Outcome {
+            next: Some(add(self.now, SIGNING_KEY_RETRY)),
+            ..Outcome::failed(
+                reason::INVALID_SIGNING_KEY,
+                format!(
+                    "{problem}. The signing key must be an RSA private key of 2048 bits or more in PEM; fix the Secret, or remove spec.signingKeySecretRef to let the operator generate one. Client tokens are still refreshed."
+                ),
+                None,
+            )
+        }
+    }
+
+    /// When the next replaced key leaves the JWKS.
+    fn next_key_retirement(&self) -> Option<Timestamp> {
+        self.status
+            .signing_keys
+            .iter()
+            .filter_map(|k| k.retire_at.as_ref().map(|t| t.0))
+            .min()
     }
 
     /// Reads the credentials Secret, adopting it if new to this object, or registers.
@@ -756,7 +892,11 @@ impl<'a> Run<'a> {
 /// Cleans up on deletion: deletes or releases the Secrets the operator wrote.
 async fn cleanup(obj: &TppRegistration, ctx: &Context) -> Result<Action, Error> {
     let run = Run::new(obj, ctx)?;
-    let names = [obj.credentials_secret_name(), obj.token_secret_name()];
+    let names = [
+        obj.credentials_secret_name(),
+        obj.token_secret_name(),
+        obj.signing_key_secret_name(),
+    ];
     let mut touched = Vec::new();
     for name in names {
         let done = match obj.spec.deletion_policy {
@@ -804,6 +944,39 @@ fn known_reason(stored: &str) -> &'static str {
         .unwrap_or(reason::PROGRESSING)
 }
 
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The JWKS of a registration after a reconcile: the current key first, replaced keys kept until
+/// their retirement time (set when they are first seen replaced), expired ones dropped.
+pub fn published_keys(
+    current: &Jwk,
+    previous: &[PublishedKey],
+    now: Timestamp,
+    retention: Duration,
+) -> Vec<PublishedKey> {
+    let mut keys = vec![PublishedKey {
+        kid: current.kid.clone(),
+        modulus: current.n.clone(),
+        exponent: current.e.clone(),
+        retire_at: None,
+    }];
+    for key in previous.iter().filter(|k| k.kid != current.kid) {
+        let retire_at = key.retire_at.clone().unwrap_or(Time(add(now, retention)));
+        if retire_at.0 > now {
+            keys.push(PublishedKey {
+                retire_at: Some(retire_at),
+                ..key.clone()
+            });
+        }
+    }
+    keys
+}
+
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
@@ -829,4 +1002,50 @@ fn truncate(mut s: String, max: usize) -> String {
         s.truncate(cut);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwk(kid: &str) -> Jwk {
+        Jwk {
+            kty: "RSA".into(),
+            kid: kid.into(),
+            use_: "sig".into(),
+            alg: "PS256".into(),
+            n: "n".into(),
+            e: "AQAB".into(),
+        }
+    }
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn replaced_keys_stay_published_until_request_objects_expire() {
+        let retention = Duration::from_secs(900);
+        let first = published_keys(&jwk("a"), &[], ts(0), retention);
+        assert_eq!(
+            first.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(first[0].retire_at, None);
+        // Rotation at t=100: "a" stays until 100 + 900.
+        let rotated = published_keys(&jwk("b"), &first, ts(100), retention);
+        assert_eq!(
+            rotated.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        assert_eq!(rotated[1].retire_at, Some(Time(ts(1000))));
+        // Later reconciles keep the first retirement time, then drop the key.
+        let later = published_keys(&jwk("b"), &rotated, ts(500), retention);
+        assert_eq!(later[1].retire_at, Some(Time(ts(1000))));
+        let after = published_keys(&jwk("b"), &later, ts(1000), retention);
+        assert_eq!(
+            after.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+    }
 }

@@ -239,6 +239,7 @@ fn context(client: &Client, ns: &str, default_provider_url: &str) -> Arc<Context
     let settings = Settings {
         default_provider_url: default_provider_url.parse().expect("url"),
         namespaces: vec![ns.to_string()],
+        public_url: Some("https://tpp.example".parse().expect("url")),
     };
     Arc::new(Context::new(client.clone(), provider, metrics, settings))
 }
