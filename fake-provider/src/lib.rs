@@ -36,6 +36,9 @@ pub struct Config {
     pub rate_limit: Option<u32>,
     /// When set, only these signature certificates may register.
     pub accepted_signature_certificates: Option<Vec<String>>,
+    /// Where the TPP's JWKS is ("the JWKs endpoint you specified during registration"); the
+    /// authorisation step fetches it to verify request objects.
+    pub jwks_url: Option<String>,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             latency: Duration::ZERO,
             rate_limit: None,
             accepted_signature_certificates: None,
+            jwks_url: None,
         }
     }
 }
@@ -224,6 +228,15 @@ impl FakeProvider {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .expires_in = expires_in;
+    }
+
+    /// Sets the JWKS URL the authorisation step verifies request objects against.
+    pub fn set_jwks_url(&self, url: &str) {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .jwks_url = Some(url.to_string());
     }
 
     /// Switches the consent GET/DELETE routes on or off.

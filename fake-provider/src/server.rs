@@ -22,6 +22,7 @@ pub(crate) fn router(shared: Shared_) -> Router {
             "/account-access-consents/{id}",
             get(get_consent).delete(delete_consent),
         )
+        .route("/authorize", get(authorize))
         .route("/__admin/calls", get(admin_calls))
         .route("/__admin/registrations", get(admin_registrations))
         .route("/__admin/tokens", get(admin_tokens))
@@ -603,4 +604,139 @@ mod tests {
             Some('8' | '9' | 'a' | 'b')
         ));
     }
+}
+
+#[derive(serde::Deserialize)]
+struct AuthorizeQuery {
+    request: Option<String>,
+    client_id: Option<String>,
+    /// `reject` simulates a customer who refuses; anything else approves.
+    decision: Option<String>,
+}
+
+/// The customer's visit to the provider: the request object is verified against the TPP's JWKS
+/// (fetched over HTTP, checked with an RSA implementation independent of the operator's), the
+/// consent is authorised (or rejected) and the browser is redirected to the request object's
+/// redirect_uri with code, id_token and state as query parameters (response_mode=query, so a
+/// server-side callback receives them).
+async fn authorize(
+    State(shared): State<Shared_>,
+    axum::extract::Query(q): axum::extract::Query<AuthorizeQuery>,
+) -> Response {
+    let Some(jwt) = q.request.filter(|r| !r.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "request (the signed request object) is required",
+        );
+    };
+    let Some(jwks_url) = shared.config().jwks_url else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "no JWKS endpoint registered for this TPP",
+        );
+    };
+    let jwks: Value = match reqwest::get(&jwks_url).await {
+        Ok(r) if r.status().is_success() => match r.json().await {
+            Ok(v) => v,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client",
+                    "the TPP's JWKS is not JSON",
+                )
+            }
+        },
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "the TPP's JWKS could not be fetched",
+            )
+        }
+    };
+    let claims = match crate::verify_request_object(&jwks, &jwt) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_object",
+                &format!("{e:?}"),
+            )
+        }
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let str_claim = |k: &str| claims[k].as_str().unwrap_or_default().to_string();
+    if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_object",
+            "request object expired",
+        );
+    }
+    if str_claim("response_type") != "code id_token"
+        || !str_claim("scope").split(' ').any(|s| s == "accounts")
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_object",
+            "response_type must be code id_token and scope accounts",
+        );
+    }
+    let client_id = str_claim("client_id");
+    if q.client_id.as_deref().is_some_and(|c| c != client_id) || str_claim("iss") != client_id {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_object",
+            "client_id, iss and the query's client_id differ",
+        );
+    }
+    let consent_id = claims["claims"]["id_token"]["openbanking_intent_id"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let redirect_uri = str_claim("redirect_uri");
+    let state_param = str_claim("state");
+    let mut state = shared.state();
+    let Some(consent) = state
+        .consents
+        .iter_mut()
+        .find(|c| c.consent_id == consent_id && c.client_id == client_id)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_object",
+            "unknown openbanking_intent_id for this client",
+        );
+    };
+    if consent.status != "AwaitingAuthorisation" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "consent is not awaiting authorisation",
+        );
+    }
+    let encode = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap_or_default();
+    let location = if q.decision.as_deref() == Some("reject") {
+        consent.status = "Rejected".into();
+        format!(
+            "{redirect_uri}?{}",
+            encode(&[("error", "access_denied"), ("state", &state_param)])
+        )
+    } else {
+        consent.status = "Authorised".into();
+        let code = random_hex(16);
+        state.codes.insert(code.clone(), consent_id);
+        let id_token = format!("fake-id-token-{}", random_hex(8));
+        format!(
+            "{redirect_uri}?{}",
+            encode(&[
+                ("code", &code),
+                ("id_token", &id_token),
+                ("state", &state_param)
+            ])
+        )
+    };
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
