@@ -173,9 +173,14 @@ impl<'a> Run<'a> {
         // A bad signing key must not stop client tokens from being refreshed: it is reported
         // on top of the token's outcome.
         Ok(ControlFlow::Continue(match self.signing_key().await? {
-            Some(problem) => Outcome {
+            // A token problem matters more to the apps; it stays the reported one.
+            Some(problem) if token.ready => Outcome {
                 next: earliest(token.next, problem.next),
                 ..problem
+            },
+            Some(problem) => Outcome {
+                next: earliest(token.next, problem.next),
+                ..token
             },
             None => Outcome {
                 next: earliest(token.next, self.next_key_retirement()),
