@@ -117,6 +117,103 @@ impl ProviderClient {
         Ok(parsed)
     }
 
+    /// Creates an account-access consent with a client token.
+    pub async fn create_consent(
+        &self,
+        base: &Url,
+        client_token: &Sensitive,
+        request: &ConsentRequest,
+    ) -> Result<ConsentResponse, ProviderError> {
+        let endpoint = Endpoint::ConsentCreate;
+        let url = join(base, "account-access-consents")?;
+        let builder = self
+            .http
+            .post(url.clone())
+            .bearer_auth(client_token.expose())
+            .json(request);
+        let body = self
+            .send(endpoint, &url, builder, &[client_token.expose()])
+            .await?;
+        parse(endpoint, &body)
+    }
+
+    /// Reads a consent. Providers without this call answer 404 or 405 (see
+    /// `ProviderError::status`); that means "unknown", not "failed".
+    pub async fn get_consent(
+        &self,
+        base: &Url,
+        client_token: &Sensitive,
+        consent_id: &str,
+    ) -> Result<ConsentResponse, ProviderError> {
+        let endpoint = Endpoint::ConsentGet;
+        let url = consent_url(base, consent_id)?;
+        let builder = self
+            .http
+            .get(url.clone())
+            .bearer_auth(client_token.expose());
+        let body = self
+            .send(endpoint, &url, builder, &[client_token.expose()])
+            .await?;
+        parse(endpoint, &body)
+    }
+
+    /// Revokes a consent (`DELETE`); optional at the provider like `get_consent`.
+    pub async fn delete_consent(
+        &self,
+        base: &Url,
+        client_token: &Sensitive,
+        consent_id: &str,
+    ) -> Result<(), ProviderError> {
+        let url = consent_url(base, consent_id)?;
+        let builder = self
+            .http
+            .delete(url.clone())
+            .bearer_auth(client_token.expose());
+        self.send(
+            Endpoint::ConsentDelete,
+            &url,
+            builder,
+            &[client_token.expose()],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Exchanges the customer's authorisation code for a customer token.
+    pub async fn exchange_code(
+        &self,
+        base: &Url,
+        credentials: &ClientCredentials,
+        code: &Sensitive,
+    ) -> Result<TokenResponse, ProviderError> {
+        let endpoint = Endpoint::AuthorizationCodeToken;
+        let url = join(base, "auth/token")?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+            ("client_id", credentials.client_id.as_str()),
+            ("password", credentials.certificate.expose()),
+            ("scope", "account"),
+        ];
+        let builder = self.http.post(url.clone()).form(&form);
+        let body = self
+            .send(
+                endpoint,
+                &url,
+                builder,
+                &[credentials.certificate.expose(), code.expose()],
+            )
+            .await?;
+        let parsed: TokenResponse = parse(endpoint, &body)?;
+        if parsed.access_token.is_blank() {
+            return Err(ProviderError::Malformed {
+                endpoint,
+                detail: "access_token is empty".into(),
+            });
+        }
+        Ok(parsed)
+    }
+
     /// Sends one request after the rate limiter allows it; returns the body of a 2xx answer.
     async fn send(
         &self,
@@ -214,6 +311,16 @@ fn join(base: &Url, path: &str) -> Result<Url, ProviderError> {
     }
     base.join(path)
         .map_err(|e| ProviderError::InvalidUrl(e.to_string()))
+}
+
+fn consent_url(base: &Url, consent_id: &str) -> Result<Url, ProviderError> {
+    // The id comes from the provider: keep it to one path segment whatever it holds.
+    let mut url = join(base, "account-access-consents/")?;
+    url.path_segments_mut()
+        .map_err(|_| ProviderError::InvalidUrl("base URL cannot have paths".into()))?
+        .pop_if_empty()
+        .push(consent_id);
+    Ok(url)
 }
 
 /// Parses and checks a provider base URL.
