@@ -98,6 +98,20 @@ async fn serve_jwks(jwks: serde_json::Value) -> String {
     format!("http://{addr}/jwks")
 }
 
+/// A fake provider that knows the JWKS URL of a TPP holding the returned key.
+async fn fake_with_tpp_jwks() -> (fake_provider::FakeProvider, SigningKey) {
+    let fake = fake_provider::FakeProvider::start(fake_provider::Config::default())
+        .await
+        .expect("fake");
+    let key = SigningKey::generate().expect("key");
+    let jwks = serde_json::to_value(Jwks {
+        keys: vec![key.jwk()],
+    })
+    .expect("jwks");
+    fake.set_jwks_url(&serve_jwks(jwks).await);
+    (fake, key)
+}
+
 /// A registered client with a consent awaiting authorisation at the fake.
 async fn consent_at(fake: &fake_provider::FakeProvider) -> (String, String, String) {
     let http = reqwest::Client::new();
@@ -161,19 +175,7 @@ fn request_object(key: &SigningKey, client_id: &str, consent_id: &str) -> String
 
 #[tokio::test]
 async fn provider_authorises_a_verified_request_object_and_the_code_buys_a_customer_token() {
-    let fake = fake_provider::FakeProvider::start(fake_provider::Config::default())
-        .await
-        .expect("fake");
-    let key = SigningKey::generate().expect("key");
-    fake.set_jwks_url(
-        &serve_jwks(
-            serde_json::to_value(Jwks {
-                keys: vec![key.jwk()],
-            })
-            .expect("jwks"),
-        )
-        .await,
-    );
+    let (fake, key) = fake_with_tpp_jwks().await;
     let (client_id, password, consent_id) = consent_at(&fake).await;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -255,19 +257,7 @@ async fn provider_authorises_a_verified_request_object_and_the_code_buys_a_custo
 
 #[tokio::test]
 async fn a_customer_who_refuses_is_sent_back_with_access_denied() {
-    let fake = fake_provider::FakeProvider::start(fake_provider::Config::default())
-        .await
-        .expect("fake");
-    let key = SigningKey::generate().expect("key");
-    fake.set_jwks_url(
-        &serve_jwks(
-            serde_json::to_value(Jwks {
-                keys: vec![key.jwk()],
-            })
-            .expect("jwks"),
-        )
-        .await,
-    );
+    let (fake, key) = fake_with_tpp_jwks().await;
     let (client_id, _, consent_id) = consent_at(&fake).await;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

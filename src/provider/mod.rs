@@ -75,10 +75,9 @@ impl ProviderClient {
             .post(url.clone())
             .header("signature-certificate", signature_certificate.expose())
             .json(request);
-        let body = self
-            .send(endpoint, &url, builder, &[signature_certificate.expose()])
+        let parsed: RegistrationResponse = self
+            .call(endpoint, &url, builder, &[signature_certificate.expose()])
             .await?;
-        let parsed: RegistrationResponse = parse(endpoint, &body)?;
         if parsed.client_id.trim().is_empty() || parsed.certificate.is_blank() {
             return Err(ProviderError::Malformed {
                 endpoint,
@@ -104,10 +103,9 @@ impl ProviderClient {
             ("grant_type", "client_credentials"),
         ];
         let builder = self.http.post(url.clone()).form(&form);
-        let body = self
-            .send(endpoint, &url, builder, &[credentials.certificate.expose()])
+        let parsed: TokenResponse = self
+            .call(endpoint, &url, builder, &[credentials.certificate.expose()])
             .await?;
-        let parsed: TokenResponse = parse(endpoint, &body)?;
         if parsed.access_token.is_blank() {
             return Err(ProviderError::Malformed {
                 endpoint,
@@ -131,10 +129,8 @@ impl ProviderClient {
             .post(url.clone())
             .bearer_auth(client_token.expose())
             .json(request);
-        let body = self
-            .send(endpoint, &url, builder, &[client_token.expose()])
-            .await?;
-        parse(endpoint, &body)
+        self.call(endpoint, &url, builder, &[client_token.expose()])
+            .await
     }
 
     /// Reads a consent. Providers without this call answer 404 or 405 (see
@@ -151,10 +147,8 @@ impl ProviderClient {
             .http
             .get(url.clone())
             .bearer_auth(client_token.expose());
-        let body = self
-            .send(endpoint, &url, builder, &[client_token.expose()])
-            .await?;
-        parse(endpoint, &body)
+        self.call(endpoint, &url, builder, &[client_token.expose()])
+            .await
     }
 
     /// Revokes a consent (`DELETE`); optional at the provider like `get_consent`.
@@ -212,6 +206,18 @@ impl ProviderClient {
             });
         }
         Ok(parsed)
+    }
+
+    /// Sends one request and parses its 2xx answer as `T`.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        builder: reqwest::RequestBuilder,
+        secrets: &[&str],
+    ) -> Result<T, ProviderError> {
+        let body = self.send(endpoint, url, builder, secrets).await?;
+        parse(endpoint, &body)
     }
 
     /// Sends one request after the rate limiter allows it; returns the body of a 2xx answer.
