@@ -129,6 +129,28 @@ impl Env {
         }
     }
 
+    /// Deletes `name` and waits until the finalizer has let it go.
+    async fn delete_and_wait(&self, name: &str) {
+        self.api
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        let gone = wait_for(Duration::from_secs(20), || async {
+            self.api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "{name} still present: finalizer not removed"
+        );
+    }
+
     /// Starts the operator, creates `name` with default test settings and waits until Ready.
     async fn operator_with_ready(&self, name: &str) -> Operator {
         let op = Operator::start(&self.client, &self.ns, &self.fake.base_url()).await;
@@ -283,22 +305,12 @@ async fn existing_credentials_are_adopted_without_registering() {
         .labels
         .unwrap_or_default()
         .contains_key("app.kubernetes.io/managed-by"));
-    op.stop().await;
     // Deleting the registration leaves the adopted Secret alone.
-    e.api
-        .delete("byo", &DeleteParams::default())
+    e.delete_and_wait("byo").await;
+    assert!(secret_data(&e.client, &e.ns, "byo-credentials")
         .await
-        .expect("delete");
-    wait_for(Duration::from_secs(20), || async {
-        e.api
-            .get_opt("byo")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+        .is_some());
+    op.stop().await;
 }
 
 #[tokio::test]
@@ -571,30 +583,8 @@ async fn deletion_policies_delete_or_retain_the_secrets() {
     e.create("kept", json!({"deletionPolicy": "Retain"})).await;
     e.wait_ready("gone", "True", "TokenRefreshed", 30).await;
     e.wait_ready("kept", "True", "TokenRefreshed", 30).await;
-    e.api
-        .delete("gone", &DeleteParams::default())
-        .await
-        .expect("delete");
-    e.api
-        .delete("kept", &DeleteParams::default())
-        .await
-        .expect("delete");
-    for name in ["gone", "kept"] {
-        let removed = wait_for(Duration::from_secs(30), || async {
-            e.api
-                .get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .is_none()
-                .then_some(())
-        })
-        .await;
-        assert!(
-            removed.is_some(),
-            "{name} still present: finalizer not removed"
-        );
-    }
+    e.delete_and_wait("gone").await;
+    e.delete_and_wait("kept").await;
     assert!(secret_data(&e.client, &e.ns, "gone-credentials")
         .await
         .is_none());
@@ -781,20 +771,7 @@ async fn supplied_signing_key_is_used_and_a_bad_one_reported_without_stopping_to
         "tokens are refreshed regardless"
     );
     // The user's Secrets are theirs: never labelled or deleted.
-    e.api
-        .delete("good", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for(Duration::from_secs(20), || async {
-        e.api
-            .get_opt("good")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    e.delete_and_wait("good").await;
     assert!(secret_data(&e.client, &e.ns, "tpp-key").await.is_some());
     op.stop().await;
 }
