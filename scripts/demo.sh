@@ -42,13 +42,14 @@ export KUBECONFIG="$work/cluster/kubeconfig"
 kubectl="$bin/kubectl"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "Starting the fake bank on 127.0.0.1:$port (60 s tokens)..."
-"$CARGO_TARGET_DIR/debug/fake-provider" --listen "127.0.0.1:$port" --token-lifetime 60 > "$work/fake.log" 2>&1 &
+"$CARGO_TARGET_DIR/debug/fake-provider" --listen "127.0.0.1:$port" --token-lifetime 60 \
+  --jwks-url "http://127.0.0.1:$http_port/jwks" > "$work/fake.log" 2>&1 &
 pids+=($!)
 wait_for_line "$work/fake.log" 'listening on' 30
 
 "$kubectl" apply --server-side -f crds/ >/dev/null
-http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "Starting tpp-operator (metrics on http://127.0.0.1:$http_port/metrics)..."
 "$CARGO_TARGET_DIR/debug/tpp-operator" run --default-provider-url "http://127.0.0.1:$port" \
   --http-addr "127.0.0.1:$http_port" > "$work/operator.log" 2>&1 &
@@ -58,6 +59,27 @@ pids+=($!)
 echo "Waiting for the registration to be Ready..."
 "$kubectl" wait tpp/cway --for=condition=Ready --timeout=60s >/dev/null
 
+"$kubectl" apply -f examples/account-consent.yaml
+echo "Waiting for the consent to be created at the bank..."
+"$kubectl" wait consent/cway-accounts --for=jsonpath='{.status.consentStatus}'=AwaitingAuthorisation --timeout=60s >/dev/null
+echo "Playing the customer: opening the authorisation URL and following the bank's redirect to /callback..."
+url=$("$kubectl" get consent cway-accounts -o jsonpath='{.status.authorisationUrl}')
+python3 - "$url" "http://127.0.0.1:$http_port/callback" <<'PY'
+import sys, urllib.error, urllib.request
+class Stop(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+try:
+    urllib.request.build_opener(Stop).open(sys.argv[1])
+    sys.exit("the bank did not redirect")
+except urllib.error.HTTPError as e:
+    location = e.headers.get("Location") if e.code == 303 else None
+    if not location:
+        sys.exit(f"the bank refused the authorisation request: {e.code} {e.read()[:200]!r}")
+urllib.request.urlopen(sys.argv[2] + "?" + location.split("?", 1)[1]).read()
+PY
+"$kubectl" wait consent/cway-accounts --for=condition=Ready --timeout=60s >/dev/null
+
 cat <<EOT
 
 == kubectl get openbanking
@@ -66,9 +88,13 @@ $("$kubectl" get openbanking)
 == kubectl get tpp -o wide
 $("$kubectl" get tpp -o wide)
 
+== kubectl get consent
+$("$kubectl" get consent)
+
 == Secrets the operator wrote (keys only)
 $("$kubectl" get secret cway-credentials -o jsonpath='cway-credentials: {.data}' | sed -E 's/"([a-z_]+)":"[^"]*"/\1/g')
 $("$kubectl" get secret cway-token -o jsonpath='cway-token: {.data}' | sed -E 's/"([a-z_]+)":"[^"]*"/\1/g')
+$("$kubectl" get secret cway-accounts-token -o jsonpath='cway-accounts-token: {.data}' | sed -E 's/"([a-z_]+)":"[^"]*"/\1/g')
 
 == Events
 $("$kubectl" get events.events.k8s.io -o custom-columns=TYPE:.type,REASON:.reason,NOTE:.note)

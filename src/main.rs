@@ -57,6 +57,10 @@ struct RunArgs {
     /// Requests allowed in a burst above the rate.
     #[arg(long, env = "TPP_PROVIDER_BURST", default_value_t = 10)]
     provider_burst: u32,
+    /// First interval, in seconds, between two status polls of a consent awaiting
+    /// authorisation; it doubles while nothing changes, up to five minutes.
+    #[arg(long, env = "TPP_CONSENT_POLL_SECONDS", default_value_t = 10)]
+    consent_poll_seconds: u64,
     /// Log format.
     #[arg(long, env = "TPP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -158,6 +162,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .into_iter()
             .filter(|n| !n.trim().is_empty())
             .collect(),
+        consent_poll_interval: Duration::from_secs(args.consent_poll_seconds.max(1)),
+        // A quarter of the provider budget: registrations, tokens and consents come first.
+        consent_poll_rate: (args.provider_rate_limit / 4.0).max(0.1),
     };
     let ctx = Arc::new(Context::new(client, provider, metrics, settings));
 

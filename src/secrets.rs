@@ -214,6 +214,19 @@ impl Secrets {
         }
     }
 
+    /// Deletes the Secret whoever wrote it; for hand-off Secrets whose whole purpose is to be
+    /// consumed by the operator. A missing Secret is fine.
+    pub async fn delete_any(&self, name: &str) -> Result<(), SecretError> {
+        match self.api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(source) => Err(SecretError::Kube {
+                name: name.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Keeps an owned Secret beyond its owner's life: re-applies it without the owner
     /// reference so garbage collection leaves it alone.
     pub async fn release(&self, name: &str, owner: &Owner) -> Result<bool, SecretError> {

@@ -97,6 +97,12 @@ pub struct Metrics {
     pub token_refreshes: Family<ObjectLabels, Counter>,
     /// 1 when the registration's Ready condition is True.
     pub registration_ready: Family<ObjectLabels, Gauge>,
+    /// 1 when the consent's Ready condition is True (authorised, customer token valid).
+    pub consent_ready: Family<ObjectLabels, Gauge>,
+    /// Unix time at which the consent's customer token expires.
+    pub customer_token_expiry: Family<ObjectLabels, FloatGauge>,
+    /// Customer tokens obtained by exchanging an authorisation code.
+    pub customer_tokens: Family<ObjectLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -167,8 +173,29 @@ impl Metrics {
             "1 when the TppRegistration's Ready condition is True, else 0",
             registration_ready.clone(),
         );
+        let consent_ready = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "consent_ready",
+            "1 when the AccountConsent's Ready condition is True (authorised, customer token valid), else 0",
+            consent_ready.clone(),
+        );
+        let customer_token_expiry = Family::<ObjectLabels, FloatGauge>::default();
+        registry.register(
+            "customer_token_expiry_timestamp_seconds",
+            "Unix time at which the consent's customer token expires",
+            customer_token_expiry.clone(),
+        );
+        let customer_tokens = Family::<ObjectLabels, Counter>::default();
+        registry.register(
+            "customer_tokens",
+            "Customer tokens obtained by exchanging an authorisation code",
+            customer_tokens.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            consent_ready,
+            customer_token_expiry,
+            customer_tokens,
             provider_calls,
             provider_latency,
             reconciles,
@@ -197,6 +224,13 @@ impl Metrics {
         self.token_refresh_failures.remove(labels);
         self.token_refreshes.remove(labels);
         self.registration_ready.remove(labels);
+    }
+
+    /// Drops every per-object series of a deleted consent.
+    pub fn forget_consent(&self, labels: &ObjectLabels) {
+        self.consent_ready.remove(labels);
+        self.customer_token_expiry.remove(labels);
+        self.customer_tokens.remove(labels);
     }
 }
 

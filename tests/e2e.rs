@@ -15,6 +15,18 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")
 }
 
+/// The column names of a kubectl table.
+fn table_header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -274,14 +286,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
 
     // The printer columns answer the first question.
     let table = kubectl_ok(&user, &["get", "tpp"]);
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split("  ")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let header = table_header(&table);
     assert_eq!(
         header,
         ["NAME", "READY", "CLIENT ID", "TOKEN EXPIRES", "AGE"],
@@ -414,6 +419,122 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         .await
         .expect("jwks");
     assert_eq!(missing.status(), 404);
+
+    // The consent example, authorised through the operator's callback.
+    fake.set_jwks_url(&format!("{}/jwks/{ns}/cway", operator.http));
+    kubectl_ok(&user, &["apply", "-f", "examples/account-consent.yaml"]);
+    let awaiting = wait_kubectl(
+        &user,
+        &[
+            "get",
+            "consent",
+            "cway-accounts",
+            "-o",
+            "jsonpath={.status.consentStatus}",
+        ],
+        "AwaitingAuthorisation",
+        60,
+    )
+    .await;
+    assert!(
+        awaiting,
+        "consent not created: {}\noperator logs:\n{}",
+        text(&kubectl(
+            &user,
+            &["get", "consent", "cway-accounts", "-o", "yaml"]
+        )),
+        operator.logs()
+    );
+    let url = kubectl_ok(
+        &user,
+        &[
+            "get",
+            "consent",
+            "cway-accounts",
+            "-o",
+            "jsonpath={.status.authorisationUrl}",
+        ],
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let visit = browser.get(url.trim()).send().await.expect("authorise");
+    let location = visit
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("provider refused: {}", visit.status()));
+    let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let callback = http
+        .get(format!("{}/callback?{query}", operator.http))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(callback.status(), 200);
+    let authorised = wait_kubectl(
+        &user,
+        &[
+            "get",
+            "consent",
+            "cway-accounts",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+        ],
+        "Authorised",
+        60,
+    )
+    .await;
+    assert!(
+        authorised,
+        "consent not authorised; operator logs:\n{}",
+        operator.logs()
+    );
+    let table = kubectl_ok(&user, &["get", "consent"]);
+    let header = table_header(&table);
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "CONSENT STATUS",
+            "CONSENT ID",
+            "EXPIRES",
+            "AGE"
+        ],
+        "{table}"
+    );
+    assert!(table.contains("Authorised"), "{table}");
+    let customer = secret_data(&client, &ns, "cway-accounts-token")
+        .await
+        .expect("customer token Secret");
+    assert_eq!(customer["consent_id"], fake.consents()[0].consent_id);
+    // The fake bank runs on this test's runtime: kubectl must not block it while it waits.
+    kubectl_ok(
+        &user,
+        &["delete", "consent", "cway-accounts", "--wait=false"],
+    );
+    let consents: kube::Api<tpp_operator::api::AccountConsent> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let gone = wait_for(Duration::from_secs(30), || async {
+        consents
+            .get_opt("cway-accounts")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "consent not deleted; operator logs:\n{}",
+        operator.logs()
+    );
+    assert_eq!(fake.consents()[0].status, "Revoked");
+    assert!(secret_data(&client, &ns, "cway-accounts-token")
+        .await
+        .is_none());
 
     // Deleting as a user would: the finalizer cleans up the Secrets.
     kubectl_ok(

@@ -114,19 +114,10 @@ impl Env {
         reason: &str,
         secs: u64,
     ) -> TppRegistrationStatus {
-        let found = wait_for(Duration::from_secs(secs), || async {
-            let st = self.status(name).await;
-            let c = st.conditions.iter().find(|c| c.type_ == "Ready")?;
-            (c.status == ready && c.reason == reason).then_some(st.clone())
-        })
-        .await;
-        match found {
-            Some(st) => st,
-            None => panic!(
-                "{name} never reached Ready={ready} ({reason}); status: {:#?}",
-                self.status(name).await
-            ),
-        }
+        wait_ready(&self.api, name, ready, reason, secs)
+            .await
+            .status
+            .unwrap_or_default()
     }
 
     /// Deletes `name` and waits until the finalizer has let it go.

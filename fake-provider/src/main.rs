@@ -33,6 +33,9 @@ struct Args {
     /// Answer registrations with statusMessage instead of Message (older docs).
     #[arg(long, env = "FAKE_PROVIDER_LEGACY_STATUS_MESSAGE")]
     legacy_status_message: bool,
+    /// The TPP's JWKS URL, fetched to verify request objects at /authorize.
+    #[arg(long, env = "FAKE_PROVIDER_JWKS_URL")]
+    jwks_url: Option<String>,
 }
 
 #[tokio::main]
@@ -51,6 +54,7 @@ async fn main() -> std::io::Result<()> {
         rate_limit: args.rate_limit,
         consent_get_delete: !args.no_consent_get,
         legacy_status_message: args.legacy_status_message,
+        jwks_url: args.jwks_url,
         ..Config::default()
     })
     .await?;

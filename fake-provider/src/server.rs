@@ -23,6 +23,8 @@ pub(crate) fn router(shared: Shared_) -> Router {
             get(get_consent).delete(delete_consent),
         )
         .route("/authorize", get(authorize))
+        // Links.Self of a consent is its authorisation page, as at the real provider.
+        .route("/create-consent", get(authorize))
         .route("/__admin/calls", get(admin_calls))
         .route("/__admin/registrations", get(admin_registrations))
         .route("/__admin/tokens", get(admin_tokens))

@@ -143,4 +143,58 @@ pub struct AccountConsentStatus {
     /// When the customer token expires; after that the customer must authorise again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<Time>,
+    /// When the authorisation URL's request object expires (it is re-signed before that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorisation_url_expires_at: Option<Time>,
+    /// The `state` of the pending authorisation; the callback must echo it. Cleared once used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorisation_state: Option<String>,
+    /// When the customer's authorisation was turned into a customer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorised_at: Option<Time>,
+    /// Set while a consent-creation call is in flight or its outcome is unknown; the operator
+    /// never creates a second consent on its own while this is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_attempt_started_at: Option<Time>,
+    /// Last value of the retry-creation annotation acted upon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_retry_creation: Option<String>,
+    /// False when the provider does not offer GET on consents (404/405): the status is then
+    /// known only from the authorisation callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_polling_supported: Option<bool>,
+    /// When a failed creation or code exchange is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check_at: Option<Time>,
+    /// Failed attempts since the last success.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
+    /// The last failure, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl AccountConsent {
+    /// Name of the customer token Secret.
+    pub fn token_secret_name(&self) -> String {
+        self.spec.token_secret_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-token",
+                self.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+    }
+
+    /// Name of the Secret through which the authorisation code reaches the operator (written
+    /// by the callback endpoint, or by the platform's own redirect page).
+    pub fn authorisation_secret_name(&self) -> String {
+        format!(
+            "{}-authorisation",
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
 }

@@ -41,6 +41,31 @@ pub mod reason {
     /// The signing key Secret is missing, malformed or too weak.
     pub const INVALID_SIGNING_KEY: &str = "InvalidSigningKey";
 
+    /// The consent's TppRegistration does not exist or is not Ready yet.
+    pub const REGISTRATION_NOT_READY: &str = "RegistrationNotReady";
+    /// The consent exists at the provider and waits for the customer.
+    pub const AWAITING_AUTHORISATION: &str = "AwaitingAuthorisation";
+    /// The customer authorised the consent; the customer token Secret is usable.
+    pub const AUTHORISED: &str = "Authorised";
+    /// The customer (or the provider) rejected the consent.
+    pub const REJECTED: &str = "Rejected";
+    /// The consent was revoked at the provider.
+    pub const REVOKED: &str = "Revoked";
+    /// The consent passed its ExpirationDateTime.
+    pub const EXPIRED: &str = "Expired";
+    /// The customer token expired; no refresh token exists, so the customer must authorise again.
+    pub const REAUTHORISATION_REQUIRED: &str = "ReauthorisationRequired";
+    /// A consent-creation call may have reached the provider but its result was not saved.
+    pub const CONSENT_CREATION_UNCONFIRMED: &str = "ConsentCreationUnconfirmed";
+    /// The provider refused to create the consent.
+    pub const CONSENT_REJECTED_BY_PROVIDER: &str = "ConsentRequestRejected";
+    /// The provider refused the client token even after a refresh.
+    pub const CLIENT_TOKEN_REJECTED: &str = "ClientTokenRejected";
+    /// The authorisation code could not be exchanged for a customer token.
+    pub const AUTHORISATION_CODE_REJECTED: &str = "AuthorisationCodeRejected";
+    /// The customer authorised at the provider but no authorisation code reached the operator.
+    pub const AWAITING_AUTHORISATION_CODE: &str = "AwaitingAuthorisationCode";
+
     /// Every reason above.
     pub const ALL: &[&str] = &[
         TOKEN_REFRESHED,
@@ -59,6 +84,18 @@ pub mod reason {
         TOKEN_REQUEST_REJECTED,
         TOKEN_EXPIRED,
         INVALID_SIGNING_KEY,
+        REGISTRATION_NOT_READY,
+        AWAITING_AUTHORISATION,
+        AUTHORISED,
+        REJECTED,
+        REVOKED,
+        EXPIRED,
+        REAUTHORISATION_REQUIRED,
+        CONSENT_CREATION_UNCONFIRMED,
+        CONSENT_REJECTED_BY_PROVIDER,
+        CLIENT_TOKEN_REJECTED,
+        AUTHORISATION_CODE_REJECTED,
+        AWAITING_AUTHORISATION_CODE,
     ];
 }
 

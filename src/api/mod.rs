@@ -32,6 +32,9 @@ pub const ANNOTATION_ROTATE_SIGNING_KEY: &str = "tpp-operator.dev/rotate-signing
 /// Annotation: set it to a new value to allow one more registration attempt after an
 /// unconfirmed one (see the `RegistrationUnconfirmed` reason).
 pub const ANNOTATION_RETRY_REGISTRATION: &str = "tpp-operator.dev/retry-registration";
+/// Annotation: set it to a new value to allow one more consent-creation attempt after an
+/// unconfirmed one (see the `ConsentCreationUnconfirmed` reason).
+pub const ANNOTATION_RETRY_CREATION: &str = "tpp-operator.dev/retry-creation";
 /// Production base URL of the Leatherback Open Banking API.
 pub const DEFAULT_PROVIDER_URL: &str = "https://api-openbanking.leatherback.co";
 

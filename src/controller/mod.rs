@@ -1,10 +1,15 @@
 //! The reconcilers, their shared context, and the pure decisions they rely on.
 
+pub mod consent;
+pub mod consent_plan;
+mod outcome;
 pub mod plan;
 pub mod registration;
 pub mod schedule;
 
-use crate::api::TppRegistration;
+pub use outcome::rfc3339;
+
+use crate::api::{AccountConsent, TppRegistration};
 use crate::provider::ProviderClient;
 use crate::secrets::SecretError;
 use crate::telemetry::{KindLabels, Metrics, ReconcileLabels};
@@ -45,6 +50,12 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     /// External base URL of the operator's HTTP server (JWKS, callback), if it has one.
     pub public_url: Option<Url>,
+    /// First interval between two status polls of a consent awaiting authorisation (it
+    /// doubles while nothing changes, up to five minutes).
+    pub consent_poll_interval: Duration,
+    /// Status polls per second all consents together may use (a share of the provider rate
+    /// limit); with many consents the poll interval grows to stay within it.
+    pub consent_poll_rate: f64,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -63,6 +74,9 @@ pub struct Context {
     pub settings: Settings,
     /// True once the controller has started watching.
     pub ready: AtomicBool,
+    /// When each consent (by uid) is next polled at the provider. Kept in memory, not in
+    /// status, so that polls that find nothing new cost no API-server write.
+    pub consent_polls: std::sync::Mutex<std::collections::HashMap<String, consent::PollState>>,
 }
 
 impl Context {
@@ -85,6 +99,7 @@ impl Context {
             clock: Arc::new(SystemClock),
             settings,
             ready: AtomicBool::new(false),
+            consent_polls: Default::default(),
         }
     }
 }
@@ -108,6 +123,9 @@ pub enum Error {
     /// Generating or encoding a signing key failed.
     #[error("signing key: {0}")]
     Signing(String),
+    /// A provider call that must succeed before the reconcile can finish failed transiently.
+    #[error("provider: {0}")]
+    Provider(String),
 }
 
 impl Error {
@@ -119,6 +137,7 @@ impl Error {
             Error::Incomplete(_) => "incomplete_object",
             Error::Finalizer(_) => "finalizer_error",
             Error::Signing(_) => "signing_error",
+            Error::Provider(_) => "provider_error",
         }
     }
 }
@@ -227,15 +246,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     // Ready once every watch has listed its TppRegistrations, not merely when the process is up.
     ctx.ready.store(false, Ordering::Relaxed);
     let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let total = scopes.len();
+    // Two kinds per scope.
+    let total = scopes.len() * 2;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let controllers = scopes.into_iter().map(|scope| {
-        let mut rx = stop_rx.clone();
-        let stop = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        run_scope(ctx.clone(), scope, stop, synced.clone(), total)
-    });
+    let controllers = scopes
+        .into_iter()
+        .map(|scope| run_scope(ctx.clone(), scope, stop_rx.clone(), synced.clone(), total));
     let stopper = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -243,30 +259,25 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     futures::future::join(stopper, futures::future::join_all(controllers)).await;
 }
 
-async fn run_scope(
+/// A future that resolves once `stop` turns true. Written out because graceful shutdown needs
+/// the future to be `Sync`, which an `async fn` cannot promise.
+#[allow(clippy::manual_async_fn)]
+fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync {
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+/// Marks the context ready once `total` stores (every kind of every scope) have listed.
+fn count_when_synced<K>(
+    store: kube::runtime::reflector::Store<K>,
     ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     synced: Arc<std::sync::atomic::AtomicUsize>,
     total: usize,
-) {
-    let client = ctx.client.clone();
-    let (registrations, secrets): (Api<TppRegistration>, Api<Secret>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    // Only Secrets the operator wrote are watched, never every Secret in the cluster.
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        crate::api::LABEL_MANAGED_BY,
-        crate::api::MANAGED_BY
-    ));
-    let controller = Controller::new(registrations, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    let ready_ctx = ctx.clone();
+) where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+{
     tokio::spawn(async move {
         // The store wakes only one waiter (the controller's own), so look again every 200 ms
         // instead of waiting once.
@@ -274,7 +285,7 @@ async fn run_scope(
             match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
                 Ok(Ok(())) => {
                     if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                        ready_ctx.ready.store(true, Ordering::Relaxed);
+                        ctx.ready.store(true, Ordering::Relaxed);
                     }
                     break;
                 }
@@ -283,16 +294,74 @@ async fn run_scope(
             }
         }
     });
-    controller
-        .owns(secrets, owned)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile_registration, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile loop reported an error");
-            }
-        })
-        .await;
+}
+
+/// Runs both controllers for one scope (a namespace, or all of them).
+async fn run_scope(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    synced: Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
+) {
+    fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let client = ctx.client.clone();
+    // Only Secrets the operator wrote are watched, never every Secret in the cluster.
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crate::api::LABEL_MANAGED_BY,
+        crate::api::MANAGED_BY
+    ));
+
+    let registrations = Controller::new(
+        scoped::<TppRegistration>(&client, &namespace),
+        watcher::Config::default().any_semantic(),
+    );
+    count_when_synced(registrations.store(), ctx.clone(), synced.clone(), total);
+    let registrations = registrations
+        .owns(scoped::<Secret>(&client, &namespace), owned.clone())
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(reconcile_registration, error_policy, ctx.clone())
+        .for_each(log_loop_error);
+
+    let consents = Controller::new(
+        scoped::<AccountConsent>(&client, &namespace),
+        watcher::Config::default().any_semantic(),
+    );
+    let consent_store = consents.store();
+    count_when_synced(consent_store.clone(), ctx.clone(), synced, total);
+    // A registration that becomes Ready (or gets a new token) wakes the consents that use it.
+    // Secrets are mapped by label rather than owner reference, so a hand-off Secret created by
+    // the platform's own redirect page (labelled, without an owner reference) is seen at once.
+    let consents = consents
+        .watches(
+            scoped::<Secret>(&client, &namespace),
+            owned,
+            consent::labelled_for,
+        )
+        .watches(
+            scoped::<TppRegistration>(&client, &namespace),
+            watcher::Config::default().any_semantic(),
+            move |registration| consent::using(&consent_store, &registration),
+        )
+        .graceful_shutdown_on(stopped(stop))
+        .run(reconcile_consent, error_policy, ctx)
+        .for_each(log_loop_error);
+    futures::future::join(registrations, consents).await;
+}
+
+async fn log_loop_error<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "reconcile loop reported an error");
+    }
 }
 
 async fn reconcile_registration(
@@ -301,12 +370,28 @@ async fn reconcile_registration(
 ) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = registration::reconcile(obj, &ctx).await;
-    let kind = "TppRegistration";
+    record(&ctx, "TppRegistration", started, &result);
+    result
+}
+
+async fn reconcile_consent(obj: Arc<AccountConsent>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = consent::reconcile(obj, &ctx).await;
+    record(&ctx, "AccountConsent", started, &result);
+    result
+}
+
+fn record(
+    ctx: &Context,
+    kind: &'static str,
+    started: std::time::Instant,
+    result: &Result<Action, Error>,
+) {
     ctx.metrics
         .reconcile_duration
         .get_or_create(&KindLabels { kind })
         .observe(started.elapsed().as_secs_f64());
-    let label = match &result {
+    let label = match result {
         Ok(_) => "success".to_string(),
         Err(e) => e.metric_label().to_string(),
     };
@@ -317,13 +402,18 @@ async fn reconcile_registration(
             result: label,
         })
         .inc();
-    result
 }
 
-fn error_policy(obj: Arc<TppRegistration>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    let meta = obj.meta();
     tracing::warn!(
-        namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
-        name = obj.metadata.name.as_deref().unwrap_or_default(),
+        kind = %K::kind(&()),
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        name = meta.name.as_deref().unwrap_or_default(),
         %error,
         "reconcile failed; retrying"
     );

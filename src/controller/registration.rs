@@ -1,25 +1,28 @@
 //! The TppRegistration reconciler: register once, adopt existing credentials, and keep the
 //! client token fresh (see `refresh_token`).
 
+use super::outcome::{
+    add, apply_status, earliest, publish_event, rfc3339, set_ready, unchanged, wait_until, Outcome,
+};
 use super::plan::{registration_plan, token_plan, RefreshReason, RegistrationPlan, TokenPlan};
 use super::schedule::{backoff, refresh_at, FailureKind};
 use super::{Context, Error};
 use crate::api::{
-    condition, find, reason, PublishedKey, RegistrationState, TppRegistration,
-    TppRegistrationStatus, ANNOTATION_FORCE_REFRESH, ANNOTATION_RETRY_REGISTRATION,
-    ANNOTATION_ROTATE_SIGNING_KEY, FINALIZER, LABEL_REGISTRATION, READY,
+    reason, PublishedKey, RegistrationState, TppRegistration, TppRegistrationStatus,
+    ANNOTATION_FORCE_REFRESH, ANNOTATION_RETRY_REGISTRATION, ANNOTATION_ROTATE_SIGNING_KEY,
+    FINALIZER, LABEL_REGISTRATION,
 };
 use crate::provider::{
     parse_base_url, token, ClientCredentials, ProviderError, RegistrationRequest, Sensitive,
 };
-use crate::secrets::{text_value, Owner, SecretError, Secrets, FIELD_MANAGER};
+use crate::secrets::{text_value, Owner, SecretError, Secrets};
 use crate::signing::{Jwk, SigningKey};
 use crate::telemetry::ObjectLabels;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
@@ -72,29 +75,6 @@ pub async fn reconcile(obj: Arc<TppRegistration>, ctx: &Context) -> Result<Actio
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     })
-}
-
-/// What one reconcile concluded, turned into the Ready condition, an event and a requeue.
-struct Outcome {
-    ready: bool,
-    reason: &'static str,
-    message: String,
-    /// When to look again.
-    next: Option<Timestamp>,
-    /// Whether the outcome deserves an event (a change, not a routine wait).
-    event: Option<EventType>,
-}
-
-impl Outcome {
-    fn failed(reason: &'static str, message: String, next: Option<Timestamp>) -> Self {
-        Outcome {
-            ready: false,
-            reason,
-            message,
-            next,
-            event: Some(EventType::Warning),
-        }
-    }
 }
 
 /// State of one reconcile of one object.
@@ -760,22 +740,7 @@ impl<'a> Run<'a> {
 
     /// The current Ready condition as an outcome (used when nothing changes).
     fn unchanged_ready(&self) -> Outcome {
-        match find(&self.written.conditions, READY) {
-            Some(c) => Outcome {
-                ready: c.status == "True",
-                reason: known_reason(&c.reason),
-                message: c.message.clone(),
-                next: None,
-                event: None,
-            },
-            None => Outcome {
-                ready: false,
-                reason: reason::PROGRESSING,
-                message: "Waiting for the first attempt.".into(),
-                next: None,
-                event: None,
-            },
-        }
+        unchanged(&self.written.conditions, None)
     }
 
     fn unconfirmed_message(&self, started: Timestamp) -> String {
@@ -790,40 +755,31 @@ impl<'a> Run<'a> {
 
     /// Writes the Ready condition and the status (if changed), emits the event, sets metrics.
     async fn finish(mut self, outcome: Outcome) -> Result<Action, Error> {
-        let previous = find(&self.written.conditions, READY).cloned();
-        let ready = condition(
-            previous.as_ref(),
-            READY,
-            outcome.ready,
-            outcome.reason,
-            outcome.message.clone(),
+        let changed = set_ready(
+            &mut self.status.conditions,
+            &self.written.conditions,
+            &outcome,
             self.obj.metadata.generation,
             self.now,
         );
-        let changed = previous
-            .as_ref()
-            .is_none_or(|p| p.status != ready.status || p.reason != ready.reason);
-        self.status.conditions.retain(|c| c.type_ != READY);
-        self.status.conditions.push(ready);
         self.status.observed_generation = self.obj.metadata.generation;
         self.persist().await?;
 
         if let Some(kind) = outcome.event {
-            // Routine refreshes are events too, but a repeated identical failure is not news.
-            if changed || kind == EventType::Normal || outcome.reason != reason::REFRESH_FAILING {
+            // A routine refresh is not news (metrics count them; at scale an event per refresh
+            // would be most of the operator's API-server writes), nor is a repeated failure.
+            let routine = kind == EventType::Normal && outcome.reason == reason::TOKEN_REFRESHED;
+            if changed || !(routine || outcome.reason == reason::REFRESH_FAILING) {
                 self.event(kind, outcome.reason, outcome.message.clone())
                     .await;
             }
         }
         self.update_metrics(outcome.ready);
-        let wait = outcome
-            .next
-            .map(|t| {
-                Duration::try_from(t.duration_since(self.ctx.clock.now())).unwrap_or(Duration::ZERO)
-            })
-            .unwrap_or(MAX_REQUEUE)
-            .min(MAX_REQUEUE);
-        Ok(Action::requeue(wait))
+        Ok(Action::requeue(wait_until(
+            outcome.next,
+            self.ctx.clock.now(),
+            MAX_REQUEUE,
+        )))
     }
 
     /// Writes the status with server-side apply, only when it differs from what is stored.
@@ -832,37 +788,13 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let api: Api<TppRegistration> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let patch = serde_json::json!({
-            "apiVersion": "tpp-operator.dev/v1alpha1",
-            "kind": "TppRegistration",
-            "status": self.status,
-        });
-        api.patch_status(
-            &self.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await?;
+        apply_status(&api, &self.name, &self.status).await?;
         self.written = self.status.clone();
         Ok(())
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(truncate(note, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&event, &self.obj.object_ref(&()))
-            .await
-        {
-            tracing::warn!(namespace = %self.namespace, name = %self.name, error = %e, "could not publish event");
-        }
+        publish_event(self.ctx, self.obj, type_, reason, note).await;
     }
 
     fn labels(&self) -> ObjectLabels {
@@ -940,22 +872,6 @@ fn registration_error_message(e: &ProviderError, signature_secret: &str) -> Stri
     }
 }
 
-/// Maps a stored reason back to the static set (unknown reasons become Progressing).
-fn known_reason(stored: &str) -> &'static str {
-    reason::ALL
-        .iter()
-        .find(|r| **r == stored)
-        .copied()
-        .unwrap_or(reason::PROGRESSING)
-}
-
-fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// The JWKS of a registration after a reconcile: the current key first, replaced keys kept until
 /// their retirement time (set when they are first seen replaced), expired ones dropped.
 pub fn published_keys(
@@ -980,33 +896,6 @@ pub fn published_keys(
         }
     }
     keys
-}
-
-fn add(t: Timestamp, d: Duration) -> Timestamp {
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(t)
-}
-
-/// RFC 3339 in UTC with whole seconds, as written to `expires_at`.
-/// Sub-seconds are cut, never rounded up, so the written expiry is never later than the real one.
-pub fn rfc3339(t: Timestamp) -> String {
-    Timestamp::from_second(t.as_second())
-        .unwrap_or(t)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 #[cfg(test)]

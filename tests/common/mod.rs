@@ -240,6 +240,8 @@ fn context(client: &Client, ns: &str, default_provider_url: &str) -> Arc<Context
         default_provider_url: default_provider_url.parse().expect("url"),
         namespaces: vec![ns.to_string()],
         public_url: Some("https://tpp.example".parse().expect("url")),
+        consent_poll_interval: Duration::from_secs(1),
+        consent_poll_rate: 10.0,
     };
     Arc::new(Context::new(client.clone(), provider, metrics, settings))
 }
@@ -289,5 +291,59 @@ impl Operator {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+    }
+}
+
+/// The operator's HTTP server (JWKS, callback) for `ctx`, on a free loopback port; it stops
+/// when the returned handle is dropped.
+pub async fn http_server(ctx: &Arc<Context>) -> (std::net::SocketAddr, HttpServer) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(tpp_operator::http::serve_on(
+        listener,
+        ctx.clone(),
+        std::future::pending(),
+    ));
+    (addr, HttpServer(task))
+}
+
+/// A running HTTP server; aborted on drop.
+pub struct HttpServer(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Waits until the object's Ready condition has `ready` and `reason`; returns the object's
+/// status (as JSON is generic over kinds) or panics with the last one seen.
+pub async fn wait_ready<K>(api: &Api<K>, name: &str, ready: &str, reason: &str, secs: u64) -> K
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let matches = |obj: &K| {
+        let value = serde_json::to_value(obj).unwrap_or_default();
+        value["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == ready && c["reason"] == reason)
+    };
+    let found = wait_for(Duration::from_secs(secs), || async {
+        let obj = api.get_status(name).await.ok()?;
+        matches(&obj).then_some(obj)
+    })
+    .await;
+    match found {
+        Some(obj) => obj,
+        None => panic!(
+            "{name} never reached Ready={ready} ({reason}); now: {:#?}",
+            api.get_status(name)
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default()["status"].clone())
+        ),
     }
 }

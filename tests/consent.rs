@@ -1,0 +1,702 @@
+//! AccountConsent against a real API server and the fake provider: creation exactly once, the
+//! signed authorisation URL (verified by the fake's independent verifier against the JWKS the
+//! operator serves), the callback, the customer token, rejection, polling, a provider without
+//! GET/DELETE, restarts, expiry, revocation on delete, and bad input refused at admission.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use fake_provider::{Config as FakeConfig, Endpoint, FakeProvider, Fault};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tpp_operator::api::{AccountConsent, AccountConsentStatus, TppRegistration};
+
+const SIGNATURE: &str = "sig-cert-Adaobi@";
+const REDIRECT: &str = "https://tpp.example/callback";
+
+struct Env {
+    client: Client,
+    ns: String,
+    fake: FakeProvider,
+    consents: Api<AccountConsent>,
+    operator: Option<Operator>,
+    http: Option<(SocketAddr, HttpServer)>,
+}
+
+async fn env(prefix: &str, config: FakeConfig) -> Env {
+    let client = client().await;
+    let ns = namespace(&client, prefix).await;
+    let fake = FakeProvider::start(config).await.expect("fake provider");
+    let consents = Api::namespaced(client.clone(), &ns);
+    Env {
+        client,
+        ns,
+        fake,
+        consents,
+        operator: None,
+        http: None,
+    }
+}
+
+fn consent_object(name: &str, extra: serde_json::Value) -> DynamicObject {
+    let mut spec = json!({
+        "registrationRef": {"name": "tpp"},
+        "permissions": ["ReadAccountsBasic", "ReadAccountsDetail"],
+        "redirectUri": REDIRECT,
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "tpp-operator.dev/v1alpha1",
+        "kind": "AccountConsent",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("object")
+}
+
+impl Env {
+    /// Starts the operator (controllers and HTTP server) and points the fake at its JWKS.
+    async fn start_operator(&mut self) {
+        let operator = Operator::start(&self.client, &self.ns, &self.fake.base_url()).await;
+        let http = http_server(&operator.ctx).await;
+        self.fake
+            .set_jwks_url(&format!("http://{}/jwks/{}/tpp", http.0, self.ns));
+        self.operator = Some(operator);
+        self.http = Some(http);
+    }
+
+    async fn stop_operator(&mut self) {
+        self.http = None;
+        if let Some(op) = self.operator.take() {
+            op.stop().await;
+        }
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.http.as_ref().expect("operator running").0
+    }
+
+    /// Creates the TppRegistration `tpp` and waits until it is Ready.
+    async fn registration(&self) {
+        create_secret(
+            &self.client,
+            &self.ns,
+            "tpp-signature",
+            &[("signature-certificate", SIGNATURE)],
+        )
+        .await;
+        let api: Api<TppRegistration> = Api::namespaced(self.client.clone(), &self.ns);
+        let obj: TppRegistration = serde_json::from_value(json!({
+            "apiVersion": "tpp-operator.dev/v1alpha1",
+            "kind": "TppRegistration",
+            "metadata": {"name": "tpp"},
+            "spec": {
+                "providerUrl": self.fake.base_url(),
+                "organisation": {"name": "Cway Bottle Company", "email": "cway@finance.co", "address": "1 Roada Way", "countryISO": "GB"},
+                "callbackUrl": "https://cway.example/callback",
+                "signatureCertificateSecretRef": {"name": "tpp-signature"},
+            }
+        }))
+        .expect("registration");
+        api.create(&PostParams::default(), &obj)
+            .await
+            .expect("create registration");
+        let ready = wait_for(Duration::from_secs(30), || async {
+            let r = api.get("tpp").await.ok()?;
+            let st = r.status?;
+            let ready = st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && !st.signing_keys.is_empty()).then_some(())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "registration never became Ready with a signing key"
+        );
+    }
+
+    async fn create(&self, name: &str, extra: serde_json::Value) {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.ns,
+            &kube::api::ApiResource::erase::<AccountConsent>(&()),
+        );
+        api.create(&PostParams::default(), &consent_object(name, extra))
+            .await
+            .expect("create AccountConsent");
+    }
+
+    async fn status(&self, name: &str) -> AccountConsentStatus {
+        self.consents
+            .get_status(name)
+            .await
+            .expect("get")
+            .status
+            .unwrap_or_default()
+    }
+
+    /// Waits until Ready has `ready` and `reason`; returns the status.
+    async fn wait_ready(
+        &self,
+        name: &str,
+        ready: &str,
+        reason: &str,
+        secs: u64,
+    ) -> AccountConsentStatus {
+        wait_ready(&self.consents, name, ready, reason, secs)
+            .await
+            .status
+            .unwrap_or_default()
+    }
+
+    /// The customer's visit to the authorisation URL; returns the query of the redirect.
+    async fn visit(&self, authorisation_url: &str, decision: Option<&str>) -> String {
+        let mut url = url::Url::parse(authorisation_url).expect("authorisation URL");
+        if let Some(d) = decision {
+            url.query_pairs_mut().append_pair("decision", d);
+        }
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let answer = browser.get(url).send().await.expect("visit");
+        let status = answer.status();
+        let location = answer
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string);
+        let Some(location) = location else {
+            panic!(
+                "provider refused the authorisation: {status} {}",
+                answer.text().await.unwrap_or_default()
+            );
+        };
+        assert_eq!(status.as_u16(), 303);
+        assert!(location.starts_with(REDIRECT), "redirected to {location}");
+        url::Url::parse(&location)
+            .expect("location")
+            .query()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The browser arriving at the operator's callback (as through the ingress).
+    async fn callback(&self, query: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}/callback?{query}", self.http_addr()))
+            .await
+            .expect("callback");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    async fn secret(&self, name: &str) -> Option<Secret> {
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .expect("get secret")
+    }
+
+    /// Every event note in the namespace, for leak checks.
+    async fn event_notes(&self) -> String {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{} {}\n",
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    async fn delete(&self, name: &str) {
+        self.consents
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        let gone = wait_for(Duration::from_secs(20), || async {
+            self.consents
+                .get_opt(name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "{name} still exists 20 s after deletion");
+    }
+}
+
+fn jwt_part(jwt: &str, index: usize) -> serde_json::Value {
+    let part = jwt.split('.').nth(index).expect("jwt part");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
+}
+
+fn query_value(url: &str, key: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[tokio::test]
+async fn consent_goes_from_yaml_to_customer_token_and_is_revoked_on_delete() {
+    let mut env = env("consent-flow", FakeConfig::default()).await;
+    env.start_operator().await;
+    env.registration().await;
+    env.create(
+        "acme",
+        json!({"expirationDateTime": "2099-01-01T00:00:00Z"}),
+    )
+    .await;
+
+    let st = env
+        .wait_ready("acme", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let consent_id = st.consent_id.clone().expect("consent id");
+    assert_eq!(st.consent_status.as_deref(), Some("AwaitingAuthorisation"));
+    assert!(st.creation_date_time.is_some() && st.status_update_date_time.is_some());
+    assert!(st
+        .self_link
+        .as_deref()
+        .unwrap_or_default()
+        .contains(&consent_id));
+    assert_eq!(env.fake.calls().consent_create, 1);
+    let record = &env.fake.consents()[0];
+    assert_eq!(
+        record.permissions,
+        ["ReadAccountsBasic", "ReadAccountsDetail"]
+    );
+
+    // The request object: header, claims, and a signature the provider can check.
+    let url = st.authorisation_url.clone().expect("authorisation URL");
+    assert!(url.starts_with(&env.fake.base_url()), "{url}");
+    let jwt = query_value(&url, "request").expect("request parameter");
+    let header = jwt_part(&jwt, 0);
+    let claims = jwt_part(&jwt, 1);
+    let registration: TppRegistration = Api::namespaced(env.client.clone(), &env.ns)
+        .get("tpp")
+        .await
+        .expect("registration");
+    let reg_status = registration.status.expect("registration status");
+    assert_eq!(header["alg"], "PS256");
+    assert_eq!(header["kid"], reg_status.signing_keys[0].kid.as_str());
+    assert_eq!(claims["response_type"], "code id_token");
+    assert_eq!(claims["scope"], "accounts");
+    assert_eq!(claims["redirect_uri"], REDIRECT);
+    assert_eq!(
+        claims["client_id"],
+        reg_status.client_id.clone().expect("client id").as_str()
+    );
+    assert_eq!(claims["iss"], claims["client_id"]);
+    assert_eq!(
+        claims["claims"]["id_token"]["openbanking_intent_id"]["value"],
+        consent_id.as_str()
+    );
+    assert_eq!(
+        claims["claims"]["id_token"]["openbanking_intent_id"]["essential"],
+        true
+    );
+    assert_eq!(
+        claims["state"],
+        st.authorisation_state.clone().expect("state").as_str()
+    );
+    assert!(claims["nonce"].as_str().is_some_and(|n| n.len() >= 32));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+
+    let jwks: serde_json::Value = reqwest::get(format!("http://{}/jwks", env.http_addr()))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("jwks json");
+    fake_provider::verify_request_object(&jwks, &jwt).expect("request object verifies");
+    let mut tampered_claims = claims.clone();
+    tampered_claims["redirect_uri"] = json!("https://attacker.example/cb");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tampered_claims).unwrap()),
+        parts[2]
+    );
+    assert!(fake_provider::verify_request_object(&jwks, &tampered).is_err());
+
+    // Wrong state is refused and changes nothing.
+    let (code, _) = env.callback("code=abc&state=not-the-state").await;
+    assert_eq!(code, 400);
+
+    // The customer authorises; the provider redirects to the callback.
+    let query = env.visit(&url, None).await;
+    let (code, body) = env.callback(&query).await;
+    assert_eq!(code, 200, "{body}");
+    // The same redirect again is refused, before and after the code is used.
+    let (code, _) = env.callback(&query).await;
+    assert!(code == 409 || code == 400, "replay answered {code}");
+
+    let st = env.wait_ready("acme", "True", "Authorised", 30).await;
+    assert_eq!(st.consent_status.as_deref(), Some("Authorised"));
+    assert!(st.authorisation_state.is_none() && st.authorisation_url.is_none());
+    let (code, _) = env.callback(&query).await;
+    assert_eq!(code, 400, "a used state must be unknown");
+    assert_eq!(env.fake.calls().auth_code_token, 1);
+
+    let token = env
+        .secret("acme-token")
+        .await
+        .expect("customer token Secret");
+    let data = token.data.clone().unwrap_or_default();
+    let text =
+        |k: &str| String::from_utf8(data.get(k).map(|b| b.0.clone()).unwrap_or_default()).unwrap();
+    assert!(!text("access_token").is_empty());
+    assert_eq!(
+        text("authorization"),
+        format!("Bearer {}", text("access_token"))
+    );
+    assert_eq!(text("token_type"), "Bearer");
+    assert_eq!(text("consent_id"), consent_id);
+    assert!(text("expires_at").parse::<jiff::Timestamp>().is_ok());
+    let labels = token.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("tpp-operator")
+    );
+    assert_eq!(
+        labels.get("tpp-operator.dev/consent").map(String::as_str),
+        Some("acme")
+    );
+    assert!(
+        env.secret("acme-authorisation").await.is_none(),
+        "hand-off Secret consumed"
+    );
+
+    let notes = env.event_notes().await;
+    assert!(notes.contains("Authorised"), "{notes}");
+    let code_value = query_value(&format!("https://x/?{query}"), "code").expect("code");
+    for secret in [text("access_token"), code_value] {
+        assert!(
+            !notes.contains(&secret),
+            "a secret value leaked into an event"
+        );
+    }
+    let status_json = serde_json::to_string(&st).unwrap();
+    assert!(!status_json.contains(&text("access_token")));
+
+    // Deletion revokes at the provider, then deletes the token Secret.
+    env.delete("acme").await;
+    assert_eq!(env.fake.calls().consent_delete, 1);
+    assert_eq!(env.fake.consents()[0].status, "Revoked");
+    assert!(env.secret("acme-token").await.is_none());
+    assert_eq!(env.fake.calls().consent_create, 1, "never a second consent");
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn provider_without_get_is_unknown_not_failed_and_rejection_comes_through_the_callback() {
+    let mut env = env(
+        "consent-noget",
+        FakeConfig {
+            consent_get_delete: false,
+            missing_status: 405,
+            ..FakeConfig::default()
+        },
+    )
+    .await;
+    env.start_operator().await;
+    env.registration().await;
+    env.create("shy", json!({})).await;
+    let st = env
+        .wait_ready("shy", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let polled = wait_for(Duration::from_secs(10), || async {
+        (env.status("shy").await.status_polling_supported == Some(false)).then_some(())
+    })
+    .await;
+    assert!(polled.is_some(), "a 405 on GET must switch polling off");
+    let gets = env.fake.calls().consent_get;
+    assert_eq!(gets, 1, "one GET, then no more");
+    let now = env
+        .wait_ready("shy", "False", "AwaitingAuthorisation", 5)
+        .await;
+    assert_eq!(now.consent_status.as_deref(), Some("AwaitingAuthorisation"));
+
+    // The customer refuses.
+    let query = env
+        .visit(&st.authorisation_url.clone().expect("url"), Some("reject"))
+        .await;
+    assert!(query.contains("error=access_denied"), "{query}");
+    let (code, _) = env.callback(&query).await;
+    assert_eq!(code, 200);
+    let st = env.wait_ready("shy", "False", "Rejected", 20).await;
+    assert_eq!(st.consent_status.as_deref(), Some("Rejected"));
+    assert!(env.secret("shy-token").await.is_none());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.fake.calls().consent_get, gets, "no polling without GET");
+
+    // Deletion with a provider without DELETE goes on (and says so).
+    env.create("other", json!({})).await;
+    env.wait_ready("other", "False", "AwaitingAuthorisation", 30)
+        .await;
+    env.delete("other").await;
+    assert!(env.event_notes().await.contains("RevocationUnsupported"));
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn polling_follows_the_provider_until_final_and_expiry_is_reported() {
+    let mut env = env("consent-poll", FakeConfig::default()).await;
+    env.start_operator().await;
+    env.registration().await;
+    env.create("watched", json!({})).await;
+    let st = env
+        .wait_ready("watched", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let id = st.consent_id.expect("id");
+    assert!(env.fake.set_consent_status(&id, "Revoked"));
+    let st = env.wait_ready("watched", "False", "Revoked", 30).await;
+    assert_eq!(st.consent_status.as_deref(), Some("Revoked"));
+    assert!(st.authorisation_url.is_none());
+    let gets = env.fake.calls().consent_get;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        env.fake.calls().consent_get,
+        gets,
+        "no polling after a final status"
+    );
+
+    // A consent whose ExpirationDateTime passes is reported Expired.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(6);
+    env.create(
+        "brief",
+        json!({"expirationDateTime": soon.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}),
+    )
+    .await;
+    env.wait_ready("brief", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let st = env.wait_ready("brief", "False", "Expired", 20).await;
+    assert_eq!(st.consent_status.as_deref(), Some("Expired"));
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn restart_and_unconfirmed_creation_never_create_a_second_consent() {
+    let mut env = env("consent-restart", FakeConfig::default()).await;
+    env.start_operator().await;
+    env.registration().await;
+    env.create("steady", json!({})).await;
+    let before = env
+        .wait_ready("steady", "False", "AwaitingAuthorisation", 30)
+        .await;
+    env.stop_operator().await;
+    env.start_operator().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = env
+        .wait_ready("steady", "False", "AwaitingAuthorisation", 10)
+        .await;
+    assert_eq!(env.fake.calls().consent_create, 1);
+    assert_eq!(before.consent_id, after.consent_id);
+    assert_eq!(before.authorisation_state, after.authorisation_state);
+
+    // The platform's own redirect page hands the code over through the Secret.
+    let id = after.consent_id.clone().expect("id");
+    let code = env.fake.issue_authorization_code(&id).expect("code");
+    create_secret(
+        &env.client,
+        &env.ns,
+        "steady-authorisation",
+        &[
+            ("code", &code),
+            (
+                "state",
+                after.authorisation_state.as_deref().expect("state"),
+            ),
+        ],
+    )
+    .await;
+    env.wait_ready("steady", "True", "Authorised", 30).await;
+    assert!(env.secret("steady-token").await.is_some());
+
+    // A creation call that times out may have created a consent: no retry on its own.
+    env.fake.inject(
+        Endpoint::ConsentCreate,
+        Fault::Delay(Duration::from_secs(4)),
+        Some(1),
+    );
+    env.create("slow", json!({})).await;
+    let st = env
+        .wait_ready("slow", "False", "ConsentCreationUnconfirmed", 30)
+        .await;
+    assert!(st.consent_id.is_none());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        env.fake.calls().consent_create,
+        2,
+        "one call for steady, one for slow"
+    );
+    let msg = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("tpp-operator.dev/retry-creation"), "{msg}");
+    env.consents
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"tpp-operator.dev/retry-creation": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    env.wait_ready("slow", "False", "AwaitingAuthorisation", 30)
+        .await;
+    assert_eq!(env.fake.calls().consent_create, 3);
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn waits_for_its_registration_and_refreshes_a_refused_client_token_once() {
+    let mut env = env("consent-wait", FakeConfig::default()).await;
+    env.start_operator().await;
+    env.create("early", json!({})).await;
+    let st = env
+        .wait_ready("early", "False", "RegistrationNotReady", 30)
+        .await;
+    let msg = st.conditions[0].message.clone();
+    assert!(msg.contains("TppRegistration tpp does not exist"), "{msg}");
+    assert_eq!(env.fake.calls().consent_create, 0);
+
+    // The provider refuses the first client token it sees at consent creation.
+    env.fake
+        .inject(Endpoint::ConsentCreate, Fault::Status(401), Some(1));
+    env.registration().await;
+    env.wait_ready("early", "False", "AwaitingAuthorisation", 45)
+        .await;
+    let calls = env.fake.calls();
+    assert_eq!(calls.consent_create, 2, "one refused call, one retry");
+    assert_eq!(
+        calls.client_token, 2,
+        "the registration's first token, then exactly one refresh for the refused one"
+    );
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn invalid_consents_are_refused_at_admission() {
+    let client = client().await;
+    let ns = namespace(&client, "consent-invalid").await;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<AccountConsent>(&()),
+    );
+    let cases = [
+        (
+            json!({"permissions": ["ReadAccountBasic"]}),
+            "ReadAccountBasic",
+        ),
+        (json!({"permissions": []}), "permissions"),
+        (
+            json!({"permissions": ["ReadAccountsBasic", "ReadAccountsBasic"]}),
+            "must not repeat",
+        ),
+        (json!({"redirectUri": "http://tpp.example/cb"}), "https"),
+        (
+            json!({"transactionFromDateTime": "2025-02-01T00:00:00Z", "transactionToDateTime": "2025-01-01T00:00:00Z"}),
+            "transactionFromDateTime must not be after",
+        ),
+        (json!({"deletionPolicy": "Keep"}), "deletionPolicy"),
+    ];
+    for (i, (extra, expected)) in cases.into_iter().enumerate() {
+        let err = api
+            .create(
+                &PostParams::default(),
+                &consent_object(&format!("bad-{i}"), extra.clone()),
+            )
+            .await
+            .expect_err(&format!("{extra} must be refused"));
+        assert!(err.to_string().contains(expected), "{extra}: {err}");
+    }
+    api.create(&PostParams::default(), &consent_object("good", json!({})))
+        .await
+        .expect("valid consent");
+    let err = api
+        .patch(
+            "good",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"permissions": ["ReadBalances"]}})),
+        )
+        .await
+        .expect_err("content is immutable");
+    assert!(
+        err.to_string().contains("cannot change after creation"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_customer_token_asks_for_reauthorisation() {
+    // Tokens live 8 s here, the customer token included.
+    let mut env = env(
+        "consent-reauth",
+        FakeConfig {
+            token_lifetime_secs: 8,
+            ..FakeConfig::default()
+        },
+    )
+    .await;
+    env.start_operator().await;
+    env.registration().await;
+    env.create("short", json!({})).await;
+    let st = env
+        .wait_ready("short", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let query = env.visit(&st.authorisation_url.expect("url"), None).await;
+    assert_eq!(env.callback(&query).await.0, 200);
+    let st = env.wait_ready("short", "True", "Authorised", 30).await;
+    let expiry = st.token_expires_at.expect("token expiry").0;
+    let st = env
+        .wait_ready("short", "False", "ReauthorisationRequired", 20)
+        .await;
+    assert!(jiff::Timestamp::now() >= expiry);
+    let message = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("must authorise again"), "{message}");
+    assert_eq!(
+        env.fake.calls().auth_code_token,
+        1,
+        "no refresh is possible"
+    );
+    env.stop_operator().await;
+}
