@@ -56,11 +56,18 @@ stage "helm lint" "$TPP_CACHE/bin/helm" lint charts/tpp-operator
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "build tests" cargo test --workspace --locked --no-run
-# The end-to-end tests run the release binary, built as the Dockerfile builds it.
-stage "build release binary" cargo build --release --locked --bin tpp-operator
+# The end-to-end tests run the release binary, built as the Dockerfile builds it; the benchmark
+# is built in the same invocation so that the two share one release build.
+stage "build release binaries" cargo build --release --locked -p tpp-operator -p tpp-bench --bins
 export TPP_OPERATOR_BIN="$CARGO_TARGET_DIR/release/tpp-operator"
 stage "start test control plane" start_cluster
 # Integration tests mostly wait on timers, so more threads than cores keeps the run short.
 stage "cargo test" cargo test --workspace --locked -- --test-threads="${TPP_TEST_THREADS:-8}"
 # The README's demo must keep working: run it once in its self-checking mode.
 stage "demo check" scripts/demo.sh --check
+# The benchmark must keep working: its smallest size once (figures are printed, not judged).
+bench_smallest() {
+  scripts/bench.sh --sizes 100 --steady-seconds 10 \
+    --lifetime-registrations 50 --lifetime-seconds 60 --timeout-seconds 300
+}
+stage "benchmark, smallest size" bench_smallest

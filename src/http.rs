@@ -1,6 +1,7 @@
 //! The operator's HTTP server: liveness, readiness, Prometheus metrics, the JWKS of the signing
-//! keys and the authorisation callback. Every replica serves them (from its own watches), not
-//! only the leader, so the provider and the customer's browser can reach any of them.
+//! keys and the authorisation callback. Every replica serves them, not only the leader, so the
+//! provider and the customer's browser can reach any of them; they read what they need from the
+//! API server per request rather than keeping a copy of every object.
 
 use crate::api::{AccountConsent, TppRegistration, LABEL_CONSENT, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::controller::Context;
@@ -11,8 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
+use kube::api::ListParams;
+use kube::Resource;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -21,12 +22,16 @@ use std::sync::Arc;
 /// What the handlers read.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The shared context (readiness, metrics).
+    /// The shared context (client, readiness, metrics, watched namespaces).
     pub ctx: Arc<Context>,
-    /// TppRegistrations as this replica sees them, one store per watched scope.
-    pub registrations: Vec<Store<TppRegistration>>,
-    /// AccountConsents as this replica sees them, one store per watched scope.
-    pub consents: Vec<Store<AccountConsent>>,
+}
+
+impl HttpState {
+    /// Whether `namespace` is one this operator serves.
+    fn serves(&self, namespace: &str) -> bool {
+        let watched = &self.ctx.settings.namespaces;
+        watched.is_empty() || watched.iter().any(|n| n == namespace)
+    }
 }
 
 /// Builds the router.
@@ -61,30 +66,56 @@ fn keys_of(registration: &TppRegistration) -> Vec<Jwk> {
 }
 
 /// Every published key of every registration (kids are unique: they are thumbprints or chosen
-/// by the TPP).
-async fn all_keys(State(state): State<HttpState>) -> Json<Jwks> {
-    let mut keys: Vec<Jwk> = state
-        .registrations
-        .iter()
-        .flat_map(|s| s.state())
-        .flat_map(|r| keys_of(&r))
-        .collect();
+/// by the TPP). Read from the API server's watch cache: this replica keeps no copy of every
+/// registration, and the provider fetches the per-registration URL instead.
+async fn all_keys(State(state): State<HttpState>) -> axum::response::Response {
+    let apis: Vec<kube::Api<TppRegistration>> = if state.ctx.settings.namespaces.is_empty() {
+        vec![kube::Api::all(state.ctx.client.clone())]
+    } else {
+        state
+            .ctx
+            .settings
+            .namespaces
+            .iter()
+            .map(|ns| kube::Api::namespaced(state.ctx.client.clone(), ns))
+            .collect()
+    };
+    let mut keys: Vec<Jwk> = Vec::new();
+    for api in apis {
+        match api.list(&ListParams::default().match_any()).await {
+            Ok(list) => keys.extend(list.items.iter().flat_map(keys_of)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list TppRegistrations for /jwks");
+                return (StatusCode::SERVICE_UNAVAILABLE, "cannot read the keys now")
+                    .into_response();
+            }
+        }
+    }
     keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     keys.dedup_by(|a, b| a.kid == b.kid);
-    Json(Jwks { keys })
+    Json(Jwks { keys }).into_response()
 }
 
 async fn registration_keys(
     State(state): State<HttpState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> axum::response::Response {
-    let reference = ObjectRef::<TppRegistration>::new(&name).within(&namespace);
-    match state.registrations.iter().find_map(|s| s.get(&reference)) {
-        Some(registration) => Json(Jwks {
+    let not_found = || (StatusCode::NOT_FOUND, "no such TppRegistration").into_response();
+    if !state.serves(&namespace) {
+        return not_found();
+    }
+    let api: kube::Api<TppRegistration> =
+        kube::Api::namespaced(state.ctx.client.clone(), &namespace);
+    match api.get_opt(&name).await {
+        Ok(Some(registration)) => Json(Jwks {
             keys: keys_of(&registration),
         })
         .into_response(),
-        None => (StatusCode::NOT_FOUND, "no such TppRegistration").into_response(),
+        Ok(None) => not_found(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a TppRegistration for its JWKS");
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot read the keys now").into_response()
+        }
     }
 }
 
@@ -132,24 +163,37 @@ async fn callback(
             "Missing state: this is not an authorisation redirect.",
         );
     };
-    let pending: Vec<Arc<AccountConsent>> = state
-        .consents
-        .iter()
-        .flat_map(|s| s.state())
-        .filter(|c| {
-            c.status
-                .as_ref()
-                .and_then(|s| s.authorisation_state.as_deref())
-                == Some(value.as_str())
-        })
-        .collect();
-    let [consent] = pending.as_slice() else {
-        tracing::info!(
-            matches = pending.len(),
-            "authorisation callback with an unknown or already used state refused"
-        );
-        return refuse(StatusCode::BAD_REQUEST, "Unknown or already used authorisation state. Start the authorisation again from the consent's authorisation URL.");
+    // The state names its consent; it is accepted only if it is that consent's pending state.
+    let unknown = || {
+        tracing::info!("authorisation callback with an unknown or already used state refused");
+        refuse(StatusCode::BAD_REQUEST, "Unknown or already used authorisation state. Start the authorisation again from the consent's authorisation URL.")
     };
+    let Some((namespace, name)) = crate::controller::consent::state_owner(&value) else {
+        return unknown();
+    };
+    if !state.serves(&namespace) {
+        return unknown();
+    }
+    let consents: kube::Api<AccountConsent> =
+        kube::Api::namespaced(state.ctx.client.clone(), &namespace);
+    let consent = match consents.get_opt(&name).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unknown(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the consent of an authorisation callback");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The authorisation could not be recorded; reload this page to try again.",
+            );
+        }
+    };
+    let pending = consent
+        .status
+        .as_ref()
+        .and_then(|s| s.authorisation_state.as_deref());
+    if !pending.is_some_and(|p| constant_time_eq(p.as_bytes(), value.as_bytes())) {
+        return unknown();
+    }
     let mut data = std::collections::BTreeMap::from([(KEY_STATE.to_string(), value)]);
     match (
         q.code.filter(|c| !c.is_empty()),
@@ -171,15 +215,12 @@ async fn callback(
             )
         }
     }
-    let (Some(namespace), Some(reference)) =
-        (consent.namespace(), consent.controller_owner_ref(&()))
-    else {
+    let Some(reference) = consent.controller_owner_ref(&()) else {
         return refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The consent is incomplete.",
         );
     };
-    let name = consent.name_any();
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(consent.authorisation_secret_name()),
@@ -239,53 +280,24 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "HTTP server listening");
-    let registrations = watch_all(&ctx);
-    let consents = watch_all(&ctx);
-    axum::serve(
-        listener,
-        router(HttpState {
-            ctx,
-            registrations,
-            consents,
-        }),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(listener, router(HttpState { ctx }))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
-/// Starts one reflector per watched scope; they run for the life of the process.
-pub fn watch_all<K>(ctx: &Context) -> Vec<Store<K>>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    use futures::StreamExt;
-    use kube::runtime::{reflector, watcher, WatchStreamExt};
-    let scopes: Vec<kube::Api<K>> = if ctx.settings.namespaces.is_empty() {
-        vec![kube::Api::all(ctx.client.clone())]
-    } else {
-        ctx.settings
-            .namespaces
-            .iter()
-            .map(|ns| kube::Api::namespaced(ctx.client.clone(), ns))
-            .collect()
-    };
-    scopes
-        .into_iter()
-        .map(|api| {
-            let (reader, writer) = reflector::store();
-            let stream = reflector(
-                writer,
-                watcher(api, watcher::Config::default().any_semantic()),
-            )
-            .default_backoff();
-            tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-            reader
-        })
-        .collect()
+/// Compares without an early exit, so the time taken says nothing about a guessed state.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 }

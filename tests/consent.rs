@@ -348,6 +348,16 @@ async fn consent_goes_from_yaml_to_customer_token_and_is_revoked_on_delete() {
     // Wrong state is refused and changes nothing.
     let (code, _) = env.callback("code=abc&state=not-the-state").await;
     assert_eq!(code, 400);
+    // A state naming this very consent but with a guessed secret part is refused too.
+    let real = st.authorisation_state.clone().expect("state");
+    let forged = format!(
+        "{}.{}",
+        real.rsplit_once('.').expect("parts").0,
+        "A".repeat(43)
+    );
+    let (code, _) = env.callback(&format!("code=abc&state={forged}")).await;
+    assert_eq!(code, 400);
+    assert!(env.secret("acme-authorisation").await.is_none());
 
     // The customer authorises; the provider redirects to the callback.
     let query = env.visit(&url, None).await;

@@ -371,6 +371,15 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
 
     // The JWKS the provider fetches, served by the operator: a request object signed with the
     // registration's key verifies against it with an independent RSA implementation.
+    // The key is made right after Ready is reported.
+    let registrations: kube::Api<tpp_operator::api::TppRegistration> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let keyed = wait_for(Duration::from_secs(20), || async {
+        let r = registrations.get("cway").await.ok()?;
+        (!r.status?.signing_keys.is_empty()).then_some(())
+    })
+    .await;
+    assert!(keyed.is_some(), "no signing key published");
     let jwks: serde_json::Value = http
         .get(format!("{}/jwks/{ns}/cway", operator.http))
         .send()

@@ -660,7 +660,13 @@ async fn invalid_specs_are_refused_at_admission() {
 async fn generated_signing_key_is_stored_published_and_rotated() {
     let e = env("signing", 300).await;
     let op = e.operator_with_ready("acme").await;
-    let st = e.status("acme").await;
+    // The key is made right after Ready is reported (keys are generated one at a time).
+    let st = wait_for(Duration::from_secs(20), || async {
+        let st = e.status("acme").await;
+        (!st.signing_keys.is_empty()).then_some(st)
+    })
+    .await
+    .expect("a signing key is published");
     let secret = secret_data(&e.client, &e.ns, "acme-signing-key")
         .await
         .expect("signing key Secret");

@@ -816,7 +816,7 @@ impl<'a> Run<'a> {
     /// A consent awaiting the customer: keep a valid authorisation URL published.
     async fn awaiting(&mut self, registration: &Registration) -> Result<Outcome, Error> {
         if self.status.authorisation_state.is_none() {
-            self.status.authorisation_state = Some(random_token());
+            self.status.authorisation_state = Some(new_state(&self.namespace, &self.name));
             self.status.authorisation_url = None;
             self.status.authorisation_url_expires_at = None;
         }
@@ -1235,6 +1235,37 @@ async fn revoke(run: &mut Run<'_>, consent_id: &str) -> Result<(), Error> {
     }
 }
 
+/// A new authorisation state: the consent's namespace and name (so any replica's callback can
+/// find it with one read) and 32 random bytes, each part base64url.
+fn new_state(namespace: &str, name: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{}",
+        b64.encode(namespace),
+        b64.encode(name),
+        random_token()
+    )
+}
+
+/// The namespace and name of the consent a state was made for (see `new_state`); `None` for
+/// anything else.
+pub fn state_owner(state: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = state.splitn(3, '.');
+    let decode = |p: Option<&str>| {
+        b64.decode(p?)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| !s.is_empty() && s.len() <= 253)
+    };
+    let namespace = decode(parts.next())?;
+    let name = decode(parts.next())?;
+    parts.next().filter(|r| r.len() >= 32)?;
+    Some((namespace, name))
+}
+
 /// 32 random bytes, base64url: state and nonce values.
 fn random_token() -> String {
     use base64::Engine;
@@ -1262,6 +1293,16 @@ mod tests {
         assert!(a
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[test]
+    fn a_state_names_its_consent_and_nothing_else_does() {
+        let state = new_state("team-a", "acme");
+        assert_eq!(state_owner(&state), Some(("team-a".into(), "acme".into())));
+        assert_ne!(state, new_state("team-a", "acme"));
+        assert_eq!(state_owner("not-a-state"), None);
+        assert_eq!(state_owner("dGVhbQ.YWNtZQ.short"), None);
+        assert_eq!(state_owner("..x"), None);
     }
 
     #[test]

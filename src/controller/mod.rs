@@ -77,6 +77,8 @@ pub struct Context {
     /// When each consent (by uid) is next polled at the provider. Kept in memory, not in
     /// status, so that polls that find nothing new cost no API-server write.
     pub consent_polls: std::sync::Mutex<std::collections::HashMap<String, consent::PollState>>,
+    /// One signing-key generation at a time (each takes ~100 ms of a core).
+    pub keygen: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -100,6 +102,7 @@ impl Context {
             settings,
             ready: AtomicBool::new(false),
             consent_polls: Default::default(),
+            keygen: tokio::sync::Semaphore::new(1),
         }
     }
 }

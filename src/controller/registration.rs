@@ -90,6 +90,10 @@ struct Run<'a> {
     /// Status being built.
     status: TppRegistrationStatus,
     now: Timestamp,
+    /// A key must be generated once this reconcile has reported its outcome.
+    key_wanted: bool,
+    /// This reconcile holds the key generator.
+    key_permit: bool,
 }
 
 impl<'a> Run<'a> {
@@ -114,6 +118,8 @@ impl<'a> Run<'a> {
             name,
             namespace,
             now: ctx.clock.now(),
+            key_wanted: false,
+            key_permit: false,
         })
     }
 
@@ -121,7 +127,23 @@ impl<'a> Run<'a> {
         let outcome = match self.step().await? {
             ControlFlow::Break(outcome) | ControlFlow::Continue(outcome) => outcome,
         };
-        self.finish(outcome).await
+        let action = self.finish(outcome).await?;
+        if self.key_wanted {
+            // Ready is written; now wait in line for the key generator (one key at a time, in
+            // arrival order) and publish the key when it is made.
+            let _permit = self
+                .ctx
+                .keygen
+                .acquire()
+                .await
+                .map_err(|e| Error::Signing(e.to_string()))?;
+            self.key_permit = true;
+            if let Some(problem) = self.signing_key().await? {
+                tracing::warn!(namespace = %self.namespace, name = %self.name, reason = problem.reason, "signing key not made");
+            }
+            self.persist().await?;
+        }
+        Ok(action)
     }
 
     /// Registration (or adoption), then the token.
@@ -215,8 +237,17 @@ impl<'a> Run<'a> {
                 match stored {
                     Some(key) if !rotate_now => key,
                     _ => {
-                        let key =
-                            SigningKey::generate().map_err(|e| Error::Signing(e.to_string()))?;
+                        // An RSA key takes ~100 ms of CPU. One at a time, off the async
+                        // workers, after Ready is written (see `apply`): thousands of new
+                        // registrations must not starve token refreshes.
+                        if !self.key_permit {
+                            self.key_wanted = true;
+                            return Ok(None);
+                        }
+                        let key = tokio::task::spawn_blocking(SigningKey::generate)
+                            .await
+                            .map_err(|e| Error::Signing(e.to_string()))?
+                            .map_err(|e| Error::Signing(e.to_string()))?;
                         let pem = key
                             .to_pkcs8_pem()
                             .map_err(|e| Error::Signing(e.to_string()))?;
@@ -754,7 +785,7 @@ impl<'a> Run<'a> {
     }
 
     /// Writes the Ready condition and the status (if changed), emits the event, sets metrics.
-    async fn finish(mut self, outcome: Outcome) -> Result<Action, Error> {
+    async fn finish(&mut self, outcome: Outcome) -> Result<Action, Error> {
         let changed = set_ready(
             &mut self.status.conditions,
             &self.written.conditions,
