@@ -79,6 +79,42 @@ pub struct Context {
     pub consent_polls: std::sync::Mutex<std::collections::HashMap<String, consent::PollState>>,
     /// One signing-key generation at a time (each takes ~100 ms of a core).
     pub keygen: tokio::sync::Semaphore,
+    /// Registrations waiting for their signing key to be generated.
+    pub key_queue: KeyQueue,
+}
+
+/// Tickets of the registrations waiting for a signing key, in arrival order.
+#[derive(Default)]
+pub struct KeyQueue {
+    /// Waiting registrations (by uid) and their tickets.
+    pub waiting: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Tickets handed out.
+    pub issued: std::sync::atomic::AtomicU64,
+    /// Keys generated for ticket holders.
+    pub served: std::sync::atomic::AtomicU64,
+}
+
+impl KeyQueue {
+    /// A registration got its key.
+    pub fn done(&self, uid: &str) {
+        let had_ticket = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid)
+            .is_some();
+        if had_ticket {
+            self.served.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A registration no longer waits (deleted, or served).
+    pub fn forget(&self, uid: &str) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+    }
 }
 
 impl Context {
@@ -103,6 +139,7 @@ impl Context {
             ready: AtomicBool::new(false),
             consent_polls: Default::default(),
             keygen: tokio::sync::Semaphore::new(1),
+            key_queue: Default::default(),
         }
     }
 }
@@ -331,6 +368,7 @@ async fn run_scope(
     count_when_synced(registrations.store(), ctx.clone(), synced.clone(), total);
     let registrations = registrations
         .owns(scoped::<Secret>(&client, &namespace), owned.clone())
+        .with_config(controller_config())
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(reconcile_registration, error_policy, ctx.clone())
         .for_each(log_loop_error);
@@ -355,10 +393,20 @@ async fn run_scope(
             watcher::Config::default().any_semantic(),
             move |registration| consent::using(&consent_store, &registration),
         )
+        .with_config(controller_config())
         .graceful_shutdown_on(stopped(stop))
         .run(reconcile_consent, error_policy, ctx)
         .for_each(log_loop_error);
     futures::future::join(registrations, consents).await;
+}
+
+/// Reconciles run at most this many at a time per kind and scope: enough to keep the provider
+/// busy at its rate limit, few enough that thousands of objects do not open thousands of
+/// connections to the API server at once.
+const CONCURRENT_RECONCILES: u16 = 32;
+
+fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(CONCURRENT_RECONCILES)
 }
 
 async fn log_loop_error<T, E: std::fmt::Display>(result: Result<T, E>) {

@@ -27,6 +27,7 @@ use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -42,6 +43,8 @@ pub const KEY_PRIVATE_KEY: &str = "private_key";
 /// clock skew, so every request object signed with it can still be verified.
 const KEY_RETENTION: Duration =
     Duration::from_secs(crate::signing::REQUEST_OBJECT_LIFETIME_SECS as u64 + 300);
+/// About how long one RSA key takes to generate, for scheduling those waiting their turn.
+const KEY_GENERATION_TIME: Duration = Duration::from_millis(120);
 /// How soon a broken user-supplied signing key is looked at again (its Secret is not watched).
 const SIGNING_KEY_RETRY: Duration = Duration::from_secs(60);
 
@@ -90,10 +93,8 @@ struct Run<'a> {
     /// Status being built.
     status: TppRegistrationStatus,
     now: Timestamp,
-    /// A key must be generated once this reconcile has reported its outcome.
-    key_wanted: bool,
-    /// This reconcile holds the key generator.
-    key_permit: bool,
+    /// Set when key generation had to wait for another: when to try again.
+    key_pending_until: Option<Timestamp>,
 }
 
 impl<'a> Run<'a> {
@@ -118,8 +119,7 @@ impl<'a> Run<'a> {
             name,
             namespace,
             now: ctx.clock.now(),
-            key_wanted: false,
-            key_permit: false,
+            key_pending_until: None,
         })
     }
 
@@ -127,23 +127,7 @@ impl<'a> Run<'a> {
         let outcome = match self.step().await? {
             ControlFlow::Break(outcome) | ControlFlow::Continue(outcome) => outcome,
         };
-        let action = self.finish(outcome).await?;
-        if self.key_wanted {
-            // Ready is written; now wait in line for the key generator (one key at a time, in
-            // arrival order) and publish the key when it is made.
-            let _permit = self
-                .ctx
-                .keygen
-                .acquire()
-                .await
-                .map_err(|e| Error::Signing(e.to_string()))?;
-            self.key_permit = true;
-            if let Some(problem) = self.signing_key().await? {
-                tracing::warn!(namespace = %self.namespace, name = %self.name, reason = problem.reason, "signing key not made");
-            }
-            self.persist().await?;
-        }
-        Ok(action)
+        self.finish(outcome).await
     }
 
     /// Registration (or adoption), then the token.
@@ -185,7 +169,10 @@ impl<'a> Run<'a> {
                 ..token
             },
             None => Outcome {
-                next: earliest(token.next, self.next_key_retirement()),
+                next: earliest(
+                    token.next,
+                    earliest(self.next_key_retirement(), self.key_pending_until),
+                ),
                 ..token
             },
         }))
@@ -238,12 +225,13 @@ impl<'a> Run<'a> {
                     Some(key) if !rotate_now => key,
                     _ => {
                         // An RSA key takes ~100 ms of CPU. One at a time, off the async
-                        // workers, after Ready is written (see `apply`): thousands of new
-                        // registrations must not starve token refreshes.
-                        if !self.key_permit {
-                            self.key_wanted = true;
+                        // workers: thousands of new registrations must not starve token
+                        // refreshes. The others come back when their turn is likely; Ready
+                        // does not wait for the key.
+                        let Ok(_permit) = self.ctx.keygen.try_acquire() else {
+                            self.key_pending_until = Some(self.key_wait());
                             return Ok(None);
-                        }
+                        };
                         let key = tokio::task::spawn_blocking(SigningKey::generate)
                             .await
                             .map_err(|e| Error::Signing(e.to_string()))?
@@ -259,6 +247,7 @@ impl<'a> Run<'a> {
                             ("kid".to_string(), key.kid().to_string()),
                         ]);
                         self.secrets.apply(&secret_name, &self.owner, data).await?;
+                        self.ctx.key_queue.done(&self.owner.reference.uid);
                         self.status.handled_rotate_signing_key = rotate;
                         let verb = if existing.is_some() {
                             "Rotated the signing key"
@@ -291,6 +280,23 @@ impl<'a> Run<'a> {
             )
         });
         Ok(None)
+    }
+
+    /// When to come back for a key while others are being generated: each waiting
+    /// registration holds a ticket, and comes back about when the keys ahead of it are done, so
+    /// waiting registrations neither poll the generator nor leave it idle.
+    fn key_wait(&self) -> Timestamp {
+        let queue = &self.ctx.key_queue;
+        let mut waiting = queue.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = *waiting
+            .entry(self.owner.reference.uid.clone())
+            .or_insert_with(|| queue.issued.fetch_add(1, Ordering::Relaxed));
+        drop(waiting);
+        let ahead = ticket.saturating_sub(queue.served.load(Ordering::Relaxed)) + 1;
+        add(
+            self.now,
+            KEY_GENERATION_TIME.mul_f64(ahead as f64 * rand::random_range(0.9..1.1)),
+        )
     }
 
     fn signing_key_problem(&self, problem: String) -> Outcome {
@@ -878,6 +884,7 @@ async fn cleanup(obj: &TppRegistration, ctx: &Context) -> Result<Action, Error> 
         }
     }
     ctx.metrics.forget_registration(&run.labels());
+    ctx.key_queue.forget(&run.owner.reference.uid);
     if !touched.is_empty() {
         let verb = match obj.spec.deletion_policy {
             crate::api::DeletionPolicy::Delete => "Deleted",
