@@ -2,6 +2,7 @@
 
 pub mod consent;
 pub mod consent_plan;
+pub mod keygen;
 mod outcome;
 pub mod plan;
 pub mod registration;
@@ -77,44 +78,8 @@ pub struct Context {
     /// When each consent (by uid) is next polled at the provider. Kept in memory, not in
     /// status, so that polls that find nothing new cost no API-server write.
     pub consent_polls: std::sync::Mutex<std::collections::HashMap<String, consent::PollState>>,
-    /// One signing-key generation at a time (each takes ~100 ms of a core).
-    pub keygen: tokio::sync::Semaphore,
-    /// Registrations waiting for their signing key to be generated.
-    pub key_queue: KeyQueue,
-}
-
-/// Tickets of the registrations waiting for a signing key, in arrival order.
-#[derive(Default)]
-pub struct KeyQueue {
-    /// Waiting registrations (by uid) and their tickets.
-    pub waiting: std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    /// Tickets handed out.
-    pub issued: std::sync::atomic::AtomicU64,
-    /// Keys generated for ticket holders.
-    pub served: std::sync::atomic::AtomicU64,
-}
-
-impl KeyQueue {
-    /// A registration got its key.
-    pub fn done(&self, uid: &str) {
-        let had_ticket = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(uid)
-            .is_some();
-        if had_ticket {
-            self.served.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// A registration no longer waits (deleted, or served).
-    pub fn forget(&self, uid: &str) {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(uid);
-    }
+    /// Makes signing keys, one at a time, off the reconcilers.
+    pub keygen: keygen::KeyGenerator,
 }
 
 impl Context {
@@ -138,8 +103,7 @@ impl Context {
             settings,
             ready: AtomicBool::new(false),
             consent_polls: Default::default(),
-            keygen: tokio::sync::Semaphore::new(1),
-            key_queue: Default::default(),
+            keygen: keygen::KeyGenerator::start(),
         }
     }
 }
@@ -405,8 +369,14 @@ async fn run_scope(
 /// connections to the API server at once.
 const CONCURRENT_RECONCILES: u16 = 32;
 
+/// Bursts of changes to one object (its status and Secrets written in one reconcile) wake it
+/// once, not once per write.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
 fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(CONCURRENT_RECONCILES)
+    kube::runtime::controller::Config::default()
+        .concurrency(CONCURRENT_RECONCILES)
+        .debounce(DEBOUNCE)
 }
 
 async fn log_loop_error<T, E: std::fmt::Display>(result: Result<T, E>) {

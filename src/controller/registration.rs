@@ -1,6 +1,7 @@
 //! The TppRegistration reconciler: register once, adopt existing credentials, and keep the
 //! client token fresh (see `refresh_token`).
 
+use super::keygen::KeyRequest;
 use super::outcome::{
     add, apply_status, earliest, publish_event, rfc3339, set_ready, unchanged, wait_until, Outcome,
 };
@@ -27,7 +28,6 @@ use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -43,8 +43,6 @@ pub const KEY_PRIVATE_KEY: &str = "private_key";
 /// clock skew, so every request object signed with it can still be verified.
 const KEY_RETENTION: Duration =
     Duration::from_secs(crate::signing::REQUEST_OBJECT_LIFETIME_SECS as u64 + 300);
-/// About how long one RSA key takes to generate, for scheduling those waiting their turn.
-const KEY_GENERATION_TIME: Duration = Duration::from_millis(120);
 /// How soon a broken user-supplied signing key is looked at again (its Secret is not watched).
 const SIGNING_KEY_RETRY: Duration = Duration::from_secs(60);
 
@@ -93,8 +91,6 @@ struct Run<'a> {
     /// Status being built.
     status: TppRegistrationStatus,
     now: Timestamp,
-    /// Set when key generation had to wait for another: when to try again.
-    key_pending_until: Option<Timestamp>,
 }
 
 impl<'a> Run<'a> {
@@ -119,7 +115,6 @@ impl<'a> Run<'a> {
             name,
             namespace,
             now: ctx.clock.now(),
-            key_pending_until: None,
         })
     }
 
@@ -169,10 +164,7 @@ impl<'a> Run<'a> {
                 ..token
             },
             None => Outcome {
-                next: earliest(
-                    token.next,
-                    earliest(self.next_key_retirement(), self.key_pending_until),
-                ),
+                next: earliest(token.next, self.next_key_retirement()),
                 ..token
             },
         }))
@@ -221,46 +213,45 @@ impl<'a> Run<'a> {
                     .as_ref()
                     .and_then(|s| text_value(s, KEY_PRIVATE_KEY).ok())
                     .and_then(|pem| SigningKey::from_pem(&pem, None).ok());
+                let published = self.status.signing_keys.first().map(|k| k.kid.clone());
                 match stored {
-                    Some(key) if !rotate_now => key,
-                    _ => {
-                        // An RSA key takes ~100 ms of CPU. One at a time, off the async
-                        // workers: thousands of new registrations must not starve token
-                        // refreshes. The others come back when their turn is likely; Ready
-                        // does not wait for the key.
-                        let Ok(_permit) = self.ctx.keygen.try_acquire() else {
-                            self.key_pending_until = Some(self.key_wait());
-                            return Ok(None);
-                        };
-                        let key = tokio::task::spawn_blocking(SigningKey::generate)
-                            .await
-                            .map_err(|e| Error::Signing(e.to_string()))?
-                            .map_err(|e| Error::Signing(e.to_string()))?;
-                        let pem = key
-                            .to_pkcs8_pem()
-                            .map_err(|e| Error::Signing(e.to_string()))?;
-                        let jwk = serde_json::to_string(&key.jwk())
-                            .map_err(|e| Error::Signing(e.to_string()))?;
-                        let data = BTreeMap::from([
-                            (KEY_PRIVATE_KEY.to_string(), pem),
-                            ("jwk".to_string(), jwk),
-                            ("kid".to_string(), key.kid().to_string()),
-                        ]);
-                        self.secrets.apply(&secret_name, &self.owner, data).await?;
-                        self.ctx.key_queue.done(&self.owner.reference.uid);
-                        self.status.handled_rotate_signing_key = rotate;
-                        let verb = if existing.is_some() {
-                            "Rotated the signing key"
-                        } else {
-                            "Generated a signing key"
-                        };
-                        self.event(
-                            EventType::Normal,
-                            "SigningKeyGenerated",
-                            format!("{verb}: kid {}, stored in Secret {secret_name}.", key.kid()),
-                        )
-                        .await;
+                    Some(key) if !rotate_now || published.as_deref() != Some(key.kid()) => {
+                        if published.as_deref() != Some(key.kid()) {
+                            // A key the generator made: a first one, or the rotation asked for.
+                            if rotate_now {
+                                self.status.handled_rotate_signing_key = rotate;
+                            }
+                            let verb = if published.is_some() {
+                                "Rotated the signing key"
+                            } else {
+                                "Generated a signing key"
+                            };
+                            self.event(
+                                EventType::Normal,
+                                "SigningKeyGenerated",
+                                format!(
+                                    "{verb}: kid {}, stored in Secret {secret_name}.",
+                                    key.kid()
+                                ),
+                            )
+                            .await;
+                        }
                         key
+                    }
+                    stored => {
+                        // Keys are made by the generator, one at a time; its write of the
+                        // Secret brings this registration back. Ready does not wait for it,
+                        // and the current key (if any) stays published meanwhile.
+                        self.ctx.keygen.request(KeyRequest {
+                            uid: self.owner.reference.uid.clone(),
+                            secrets: self.secrets.clone(),
+                            secret_name: secret_name.clone(),
+                            owner: self.owner.clone(),
+                        });
+                        match stored {
+                            Some(key) => key,
+                            None => return Ok(None),
+                        }
                     }
                 }
             }
@@ -280,23 +271,6 @@ impl<'a> Run<'a> {
             )
         });
         Ok(None)
-    }
-
-    /// When to come back for a key while others are being generated: each waiting
-    /// registration holds a ticket, and comes back about when the keys ahead of it are done, so
-    /// waiting registrations neither poll the generator nor leave it idle.
-    fn key_wait(&self) -> Timestamp {
-        let queue = &self.ctx.key_queue;
-        let mut waiting = queue.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let ticket = *waiting
-            .entry(self.owner.reference.uid.clone())
-            .or_insert_with(|| queue.issued.fetch_add(1, Ordering::Relaxed));
-        drop(waiting);
-        let ahead = ticket.saturating_sub(queue.served.load(Ordering::Relaxed)) + 1;
-        add(
-            self.now,
-            KEY_GENERATION_TIME.mul_f64(ahead as f64 * rand::random_range(0.9..1.1)),
-        )
     }
 
     fn signing_key_problem(&self, problem: String) -> Outcome {
@@ -884,7 +858,6 @@ async fn cleanup(obj: &TppRegistration, ctx: &Context) -> Result<Action, Error> 
         }
     }
     ctx.metrics.forget_registration(&run.labels());
-    ctx.key_queue.forget(&run.owner.reference.uid);
     if !touched.is_empty() {
         let verb = match obj.spec.deletion_policy {
             crate::api::DeletionPolicy::Delete => "Deleted",
