@@ -6,7 +6,8 @@ use super::consent_plan::{
     consent_expired, creation_plan, is_final, needs_signing, poll_delay, resign_at, CreationPlan,
 };
 use super::outcome::{
-    add, apply_status, earliest, publish_event, rfc3339, set_ready, unchanged, wait_until, Outcome,
+    add, earliest, persist_status, publish_event, rfc3339, set_ready, unchanged, wait_until,
+    Outcome,
 };
 use super::schedule::{backoff, FailureKind};
 use super::{Context, Error};
@@ -193,23 +194,25 @@ impl<'a> Run<'a> {
             return Ok(self.final_outcome(&status));
         }
 
+        // Read once: creation, the code exchange, polling and signing all need it.
+        let registration = self.registration().await?;
         if self.status.consent_id.is_none() {
-            let registration = match self.registration().await? {
+            let ready = match &registration {
                 Ok(r) => r,
-                Err(outcome) => return Ok(outcome),
+                Err(outcome) => return Ok(outcome.clone()),
             };
-            if let Err(outcome) = self.create(&registration).await? {
+            if let Err(outcome) = self.create(ready).await? {
                 return Ok(outcome);
             }
         }
-        if let Some(outcome) = self.authorisation_handoff().await? {
+        if let Some(outcome) = self.authorisation_handoff(&registration).await? {
             return Ok(outcome);
         }
         if let Some(outcome) = self.adopt_written_token().await? {
             return Ok(outcome);
         }
 
-        let registration = match self.registration().await? {
+        let registration = match registration {
             Ok(r) => Some(r),
             // An authorised consent's token does not depend on the registration any more.
             Err(_) if self.status.consent_status.as_deref() == Some(AUTHORISED) => None,
@@ -497,7 +500,10 @@ impl<'a> Run<'a> {
 
     /// Takes the code (or the refusal) the customer's redirect brought, through the hand-off
     /// Secret. `Some` is the outcome to report.
-    async fn authorisation_handoff(&mut self) -> Result<Option<Outcome>, Error> {
+    async fn authorisation_handoff(
+        &mut self,
+        registration: &Result<Registration, Outcome>,
+    ) -> Result<Option<Outcome>, Error> {
         let secret_name = self.obj.authorisation_secret_name();
         let Some(secret) = self.secrets.get(&secret_name).await? else {
             return Ok(None);
@@ -517,11 +523,9 @@ impl<'a> Run<'a> {
         }
         if let Ok(error) = text_value(&secret, KEY_ERROR) {
             let error = sanitize(&error);
-            self.status.consent_status = Some(if error == "access_denied" {
-                "Rejected".to_string()
-            } else {
-                self.status.consent_status.clone().unwrap_or_default()
-            });
+            if error == "access_denied" {
+                self.status.consent_status = Some("Rejected".into());
+            }
             self.end_authorisation();
             self.persist().await?;
             self.secrets.delete_any(&secret_name).await?;
@@ -539,11 +543,11 @@ impl<'a> Run<'a> {
             self.secrets.delete_any(&secret_name).await?;
             return Ok(None);
         };
-        let registration = match self.registration().await? {
+        let registration = match registration {
             Ok(r) => r,
-            Err(outcome) => return Ok(Some(outcome)),
+            Err(outcome) => return Ok(Some(outcome.clone())),
         };
-        self.exchange_code(&registration, Sensitive::new(code), &secret_name)
+        self.exchange_code(registration, Sensitive::new(code), &secret_name)
             .await
             .map(Some)
     }
@@ -1111,13 +1115,8 @@ impl<'a> Run<'a> {
 
     /// Writes the status with server-side apply, only when it differs from what is stored.
     async fn persist(&mut self) -> Result<(), Error> {
-        if self.status == self.written {
-            return Ok(());
-        }
         let api: Api<AccountConsent> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        apply_status(&api, &self.name, &self.status).await?;
-        self.written = self.status.clone();
-        Ok(())
+        persist_status(&api, &self.name, &self.status, &mut self.written).await
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {

@@ -54,11 +54,6 @@ impl KeyGenerator {
             }
         }
     }
-
-    /// Requests waiting or in progress.
-    pub fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 async fn serve(mut rx: mpsc::UnboundedReceiver<KeyRequest>, pending: Arc<Mutex<HashSet<String>>>) {

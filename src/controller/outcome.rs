@@ -13,6 +13,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// What one reconcile concluded, turned into the Ready condition, an event and a requeue.
+#[derive(Clone)]
 pub(crate) struct Outcome {
     /// Ready status.
     pub ready: bool,
@@ -85,15 +86,21 @@ pub(crate) fn set_ready(
     changed
 }
 
-/// Writes `status` with server-side apply under the operator's field manager.
-pub(crate) async fn apply_status<K>(
+/// Writes `status` with server-side apply under the operator's field manager, only when it
+/// differs from `written` (what is stored), which it then becomes: status writes stay rare.
+pub(crate) async fn persist_status<K, S>(
     api: &Api<K>,
     name: &str,
-    status: &impl Serialize,
+    status: &S,
+    written: &mut S,
 ) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq + Clone,
 {
+    if status == written {
+        return Ok(());
+    }
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -105,6 +112,7 @@ where
         &Patch::Apply(patch),
     )
     .await?;
+    *written = status.clone();
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 
 use super::keygen::KeyRequest;
 use super::outcome::{
-    add, apply_status, earliest, publish_event, rfc3339, set_ready, unchanged, wait_until, Outcome,
+    add, earliest, persist_status, publish_event, rfc3339, set_ready, unchanged, wait_until,
+    Outcome,
 };
 use super::plan::{registration_plan, token_plan, RefreshReason, RegistrationPlan, TokenPlan};
 use super::schedule::{backoff, refresh_at, FailureKind};
@@ -795,13 +796,8 @@ impl<'a> Run<'a> {
 
     /// Writes the status with server-side apply, only when it differs from what is stored.
     async fn persist(&mut self) -> Result<(), Error> {
-        if self.status == self.written {
-            return Ok(());
-        }
         let api: Api<TppRegistration> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        apply_status(&api, &self.name, &self.status).await?;
-        self.written = self.status.clone();
-        Ok(())
+        persist_status(&api, &self.name, &self.status, &mut self.written).await
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
