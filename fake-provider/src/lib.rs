@@ -3,15 +3,16 @@
 //! short configurable token lifetimes, fault injection and call records for tests.
 
 mod faults;
+mod idtoken;
 mod server;
 mod verify;
 
-pub use faults::{Endpoint, Fault};
+pub use faults::{Endpoint, Fault, MALFORMED_ACCESS_TOKEN, MAX_OVERSIZED_BYTES, REDIRECT_STATUSES};
 pub use verify::{verify_request_object, VerifyError};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// How the fake behaves.
@@ -39,6 +40,9 @@ pub struct Config {
     /// Where the TPP's JWKS is ("the JWKs endpoint you specified during registration"); the
     /// authorisation step fetches it to verify request objects.
     pub jwks_url: Option<String>,
+    /// Issue opaque `oa_stg_...` id_tokens, like the provider's documented sample, instead of
+    /// PS256 JWS signed with the fake's key (published at `/.well-known/jwks.json`).
+    pub opaque_id_token: bool,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             rate_limit: None,
             accepted_signature_certificates: None,
             jwks_url: None,
+            opaque_id_token: false,
         }
     }
 }
@@ -77,6 +82,13 @@ pub struct CallCounts {
     pub rate_limited: u64,
     /// Most requests seen within one second.
     pub peak_per_second: u64,
+    /// `GET /authorize` and `GET /create-consent` (the customer's visit).
+    pub authorize: u64,
+    /// `GET /.well-known/jwks.json`.
+    pub jwks: u64,
+    /// Every request outside `/__admin`, whatever the path (unknown ones too), method or
+    /// answer (faults, 429s, 404s included): zero means nothing reached this fake.
+    pub total: u64,
 }
 
 /// A registration the fake accepted.
@@ -105,6 +117,8 @@ pub struct TokenRecord {
     pub expires_at: jiff::Timestamp,
     /// What `expires_in` said.
     pub expires_in: u64,
+    /// The consent a customer token (`authorization_code`) is bound to (its `consentId` claim).
+    pub consent_id: Option<String>,
 }
 
 /// A consent at the fake.
@@ -118,6 +132,39 @@ pub struct ConsentRecord {
     pub status: String,
     /// Permissions asked for.
     pub permissions: Vec<String>,
+    /// The customer who authorised it (the `customerId`/`sub` claims), once authorised.
+    pub customer_id: Option<String>,
+}
+
+/// The outcome of a customer's authorisation, as the redirect to the TPP carries it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Authorisation {
+    /// The consent authorised.
+    pub consent_id: String,
+    /// The single-use authorisation code, bound to the consent and its client.
+    pub code: String,
+    /// PS256 JWS (or opaque `oa_stg_...` with `opaque_id_token`).
+    pub id_token: String,
+    /// The request object's `state`, when known.
+    pub state: Option<String>,
+    /// The customer (the id_token's `sub`, the customer token's `customerId`).
+    pub customer_id: String,
+}
+
+/// What an authorisation code was issued for.
+#[derive(Clone, Debug)]
+pub(crate) struct CodeGrant {
+    pub(crate) consent_id: String,
+    pub(crate) client_id: String,
+    pub(crate) customer_id: String,
+    pub(crate) nonce: Option<String>,
+}
+
+/// `state` and `nonce` of the last verified request object for a consent.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AuthContext {
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
 }
 
 #[derive(Default)]
@@ -129,8 +176,10 @@ pub(crate) struct State {
     /// access token -> (client id, expiry).
     pub(crate) live_tokens: HashMap<String, (String, jiff::Timestamp)>,
     pub(crate) consents: Vec<ConsentRecord>,
-    /// authorisation code -> consent id.
-    pub(crate) codes: HashMap<String, String>,
+    /// authorisation code -> what it was issued for.
+    pub(crate) codes: HashMap<String, CodeGrant>,
+    /// consent id -> state and nonce of its last verified request object.
+    pub(crate) auth_contexts: HashMap<String, AuthContext>,
     pub(crate) calls: CallCounts,
     pub(crate) faults: faults::Faults,
     pub(crate) window: (i64, u64),
@@ -141,11 +190,18 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) jwt_secret: Vec<u8>,
     pub(crate) base_url: String,
+    /// The id_token signing key: generated in the background at start, waited for when needed.
+    pub(crate) id_key: OnceLock<Option<idtoken::IdTokenKey>>,
 }
 
 impl Shared {
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn id_key(&self) -> Option<&idtoken::IdTokenKey> {
+        self.id_key
+            .get_or_init(idtoken::IdTokenKey::generate)
+            .as_ref()
     }
     pub(crate) fn config(&self) -> Config {
         self.config
@@ -175,6 +231,12 @@ impl FakeProvider {
             state: Mutex::new(State::default()),
             jwt_secret: rand::random::<[u8; 32]>().to_vec(),
             base_url: format!("http://{local}"),
+            id_key: OnceLock::new(),
+        });
+        // RSA key generation takes a moment: do it off the request path.
+        let keygen = shared.clone();
+        std::thread::spawn(move || {
+            keygen.id_key();
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = server::router(shared.clone());
@@ -265,15 +327,38 @@ impl FakeProvider {
 
     /// Marks a consent Authorised, as the customer would, and returns a single-use code.
     pub fn issue_authorization_code(&self, consent_id: &str) -> Option<String> {
-        let mut state = self.shared.state();
-        let consent = state
-            .consents
-            .iter_mut()
-            .find(|c| c.consent_id == consent_id)?;
-        consent.status = "Authorised".into();
-        let code = server::random_hex(16);
-        state.codes.insert(code.clone(), consent_id.to_string());
-        Some(code)
+        self.authorise(consent_id, None, None).map(|a| a.code)
+    }
+
+    /// Marks a consent Authorised, as the customer would, and returns what the redirect to the
+    /// TPP would carry: code, id_token and state. `state`/`nonce` default to those of the last
+    /// verified request object for this consent, if any.
+    pub fn authorise(
+        &self,
+        consent_id: &str,
+        state: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Option<Authorisation> {
+        server::authorise(
+            &self.shared,
+            consent_id,
+            state.map(str::to_string),
+            nonce.map(str::to_string),
+        )
+    }
+
+    /// The fake's id_token signing keys, as served at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> serde_json::Value {
+        server::jwks(&self.shared)
+    }
+
+    /// Switches opaque id_tokens on or off.
+    pub fn set_opaque_id_token(&self, on: bool) {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .opaque_id_token = on;
     }
 
     /// Sets a consent's status (Rejected, Revoked, ...).

@@ -36,6 +36,9 @@ struct Args {
     /// The TPP's JWKS URL, fetched to verify request objects at /authorize.
     #[arg(long, env = "FAKE_PROVIDER_JWKS_URL")]
     jwks_url: Option<String>,
+    /// Issue opaque oa_stg_... id_tokens (like the provider's sample) instead of PS256 JWS.
+    #[arg(long, env = "FAKE_PROVIDER_OPAQUE_ID_TOKEN")]
+    opaque_id_token: bool,
 }
 
 #[tokio::main]
@@ -55,6 +58,7 @@ async fn main() -> std::io::Result<()> {
         consent_get_delete: !args.no_consent_get,
         legacy_status_message: args.legacy_status_message,
         jwks_url: args.jwks_url,
+        opaque_id_token: args.opaque_id_token,
         ..Config::default()
     })
     .await?;

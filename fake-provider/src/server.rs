@@ -1,9 +1,14 @@
 //! The fake's HTTP routes: the provider API as documented, plus `/__admin` for the binary.
 
-use crate::{faults::Endpoint, ConsentRecord, Fault, RegistrationRecord, Shared, TokenRecord};
+use crate::faults::{Endpoint, MALFORMED_ACCESS_TOKEN, MAX_OVERSIZED_BYTES};
+use crate::{
+    idtoken, AuthContext, Authorisation, CodeGrant, ConsentRecord, Fault, RegistrationRecord,
+    Shared, TokenRecord,
+};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,7 +39,25 @@ pub(crate) fn router(shared: Shared_) -> Router {
             post(admin_add_fault).delete(admin_clear_faults),
         )
         .route("/__admin/consents/{id}/authorise", post(admin_authorise))
+        .route("/.well-known/jwks.json", get(serve_jwks))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            count_every_request,
+        ))
         .with_state(shared)
+}
+
+/// Counts every request outside /__admin in `total`, whatever its path or answer.
+async fn count_every_request(State(shared): State<Shared_>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/__admin") {
+        shared.state().calls.total += 1;
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
@@ -55,9 +78,17 @@ pub(crate) fn provider_time(t: jiff::Timestamp) -> String {
     format!("{}.{ticks:07}Z", whole.strftime("%Y-%m-%dT%H:%M:%S"))
 }
 
-/// Counts the call, applies latency, the rate limit and any injected fault. `Some` is the
-/// answer to send instead of the real one.
-async fn preamble(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
+/// A fault that changes what a token endpoint issues rather than replacing its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenTwist {
+    None,
+    Expired,
+    Malformed,
+}
+
+/// Counts the call, applies latency, the rate limit and any injected fault. `Err` is the
+/// answer to send instead of the real one; `Ok` says how to twist a token endpoint's answer.
+async fn preamble(shared: &Shared, endpoint: Endpoint) -> Result<TokenTwist, Response> {
     let config = shared.config();
     let fault = {
         let mut state = shared.state();
@@ -83,24 +114,25 @@ async fn preamble(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
             .is_some_and(|limit| in_window > u64::from(limit))
         {
             state.calls.rate_limited += 1;
-            return Some(
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, "1")],
-                    Json(json!({"error": "rate_limited"})),
-                )
-                    .into_response(),
-            );
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                Json(json!({"error": "rate_limited"})),
+            )
+                .into_response());
         }
         state.faults.take(endpoint)
     };
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
     }
-    match fault? {
+    let Some(fault) = fault else {
+        return Ok(TokenTwist::None);
+    };
+    Err(match fault {
         Fault::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Some(error(status, "injected", &format!("injected fault {code}")))
+            error(status, "injected", &format!("injected fault {code}"))
         }
         Fault::RateLimited { retry_after } => {
             let mut response = error(
@@ -113,33 +145,64 @@ async fn preamble(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
             }
-            Some(response)
+            response
         }
         Fault::Delay(d) => {
             tokio::time::sleep(d).await;
-            None
+            return Ok(TokenTwist::None);
         }
-        Fault::Malformed => Some(
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                "{\"Certificate\": \"tru",
-            )
-                .into_response(),
-        ),
-        Fault::Html => Some(
-            (
-                StatusCode::BAD_GATEWAY,
-                [(header::CONTENT_TYPE, "text/html")],
-                "<html><body>502 Bad Gateway</body></html>",
-            )
-                .into_response(),
-        ),
-    }
+        Fault::Malformed => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"Certificate\": \"tru",
+        )
+            .into_response(),
+        Fault::Html => (
+            StatusCode::BAD_GATEWAY,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body>502 Bad Gateway</body></html>",
+        )
+            .into_response(),
+        Fault::Redirect { status, location } => {
+            let status = StatusCode::from_u16(status)
+                .ok()
+                .filter(StatusCode::is_redirection)
+                .unwrap_or(StatusCode::FOUND);
+            match HeaderValue::from_str(&location) {
+                Ok(location) => (status, [(header::LOCATION, location)]).into_response(),
+                Err(_) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "injected redirect location is not a header value",
+                ),
+            }
+        }
+        Fault::Oversized { bytes } => oversized(endpoint, bytes),
+        // Only token endpoints issue tokens; elsewhere these do nothing.
+        Fault::ExpiredToken if endpoint.is_token() => return Ok(TokenTwist::Expired),
+        Fault::MalformedToken if endpoint.is_token() => return Ok(TokenTwist::Malformed),
+        Fault::ExpiredToken | Fault::MalformedToken => return Ok(TokenTwist::None),
+    })
+}
+
+/// A 200 whose `bytes`-long JSON body starts like the endpoint's answer and never closes.
+fn oversized(endpoint: Endpoint, bytes: usize) -> Response {
+    let bytes = bytes.min(MAX_OVERSIZED_BYTES);
+    let prefix = endpoint.json_prefix().as_bytes();
+    // vec! of a byte is a memset: megabytes take microseconds.
+    let mut body = vec![b'a'; bytes];
+    let head = prefix.len().min(bytes);
+    body[..head].copy_from_slice(&prefix[..head]);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(body),
+    )
+        .into_response()
 }
 
 async fn register(State(shared): State<Shared_>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = preamble(&shared, Endpoint::Registration).await {
+    if let Err(r) = preamble(&shared, Endpoint::Registration).await {
         return r;
     }
     let signature = headers
@@ -251,9 +314,10 @@ async fn token(State(shared): State<Shared_>, headers: HeaderMap, body: Bytes) -
     } else {
         Endpoint::ClientToken
     };
-    if let Some(r) = preamble(&shared, endpoint).await {
-        return r;
-    }
+    let twist = match preamble(&shared, endpoint).await {
+        Ok(twist) => twist,
+        Err(r) => return r,
+    };
     if !is_form {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -282,19 +346,13 @@ async fn token(State(shared): State<Shared_>, headers: HeaderMap, body: Bytes) -
             "scope must be account",
         );
     }
-    let consent_id = match grant {
+    let grant_of_code = match grant {
         "client_credentials" => None,
         "authorization_code" => {
-            let code = form.get("code").cloned().unwrap_or_default();
-            match shared.state().codes.remove(&code) {
-                Some(consent) => Some(consent),
-                None => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_grant",
-                        "unknown or used authorisation code",
-                    )
-                }
+            let code = form.get("code").map(String::as_str).unwrap_or_default();
+            match redeem_code(&shared, code, &client_id) {
+                Ok(g) => Some(g),
+                Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_grant", message),
             }
         }
         _ => {
@@ -308,11 +366,24 @@ async fn token(State(shared): State<Shared_>, headers: HeaderMap, body: Bytes) -
     let config = shared.config();
     let now = jiff::Timestamp::now();
     let iat = now.as_second();
-    let lifetime = i64::try_from(config.token_lifetime_secs).unwrap_or(300);
-    let exp = iat + lifetime;
+    let (exp, expires_in) = if twist == TokenTwist::Expired {
+        // Already expired on arrival.
+        (iat - 10, 0)
+    } else {
+        let lifetime = i64::try_from(config.token_lifetime_secs).unwrap_or(300);
+        (
+            iat + lifetime,
+            config.expires_in.unwrap_or(config.token_lifetime_secs),
+        )
+    };
     // jti keeps two tokens issued in the same second distinct, as a real provider's would be.
-    let claims =
+    let mut claims =
         json!({"unique_name": client_id, "nbf": iat, "exp": exp, "iat": iat, "jti": random_hex(8)});
+    if let Some(g) = &grant_of_code {
+        // As the provider's sample customer token: bound to the customer and the consent.
+        claims["customerId"] = json!(g.customer_id);
+        claims["consentId"] = json!(g.consent_id);
+    }
     let jwt = match jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -327,28 +398,170 @@ async fn token(State(shared): State<Shared_>, headers: HeaderMap, body: Bytes) -
             )
         }
     };
-    let expires_in = config.expires_in.unwrap_or(config.token_lifetime_secs);
     let expires_at = jiff::Timestamp::from_second(exp).unwrap_or(now);
+    let access_token = if twist == TokenTwist::Malformed {
+        MALFORMED_ACCESS_TOKEN.to_string()
+    } else {
+        jwt
+    };
     {
         let mut state = shared.state();
         state
             .live_tokens
-            .insert(jwt.clone(), (client_id.clone(), expires_at));
+            .insert(access_token.clone(), (client_id.clone(), expires_at));
         state.tokens.push(TokenRecord {
             client_id: client_id.clone(),
             grant_type: grant.to_string(),
             issued_at: now,
             expires_at,
             expires_in,
+            consent_id: grant_of_code.as_ref().map(|g| g.consent_id.clone()),
         });
     }
     tracing::info!(client_id, grant, "token issued");
-    let mut answer = json!({"access_token": jwt, "token_type": "Bearer", "expires_in": expires_in});
-    if let Some(consent) = consent_id {
-        answer["id_token"] = json!(format!("fake-id-token-{}", random_hex(8)));
-        answer["access_token_id"] = json!(consent);
+    let mut answer =
+        json!({"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in});
+    if let Some(g) = grant_of_code {
+        let claims = id_token_claims(
+            &shared,
+            &g.client_id,
+            &g.customer_id,
+            &g.consent_id,
+            g.nonce,
+        );
+        let Some(id_token) = issue_id_token(&shared, config.opaque_id_token, claims) else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "could not sign id_token",
+            );
+        };
+        answer["id_token"] = json!(id_token);
+        answer["access_token_id"] = json!(g.consent_id);
     }
     Json(answer).into_response()
+}
+
+/// Consumes an authorisation code presented by `client_id`: unknown or used codes, codes of
+/// another client (left unused) and codes of consents no longer Authorised are refused.
+fn redeem_code(shared: &Shared, code: &str, client_id: &str) -> Result<CodeGrant, &'static str> {
+    let mut state = shared.state();
+    match state.codes.get(code) {
+        None => return Err("unknown or used authorisation code"),
+        Some(g) if g.client_id != client_id => {
+            return Err("authorisation code was issued to another client")
+        }
+        Some(_) => {}
+    }
+    let grant = state
+        .codes
+        .remove(code)
+        .ok_or("unknown or used authorisation code")?;
+    let authorised = state
+        .consents
+        .iter()
+        .any(|c| c.consent_id == grant.consent_id && c.status == "Authorised");
+    if !authorised {
+        return Err("the consent is no longer authorised");
+    }
+    Ok(grant)
+}
+
+/// The claims of an id_token about a customer's authorisation of a consent.
+fn id_token_claims(
+    shared: &Shared,
+    client_id: &str,
+    customer_id: &str,
+    consent_id: &str,
+    nonce: Option<String>,
+) -> Value {
+    let iat = jiff::Timestamp::now().as_second();
+    let mut claims = json!({
+        "iss": shared.base_url,
+        "sub": customer_id,
+        "aud": client_id,
+        "openbanking_intent_id": consent_id,
+        "iat": iat,
+        "exp": iat + idtoken::ID_TOKEN_LIFETIME_SECS,
+    });
+    if let Some(nonce) = nonce {
+        claims["nonce"] = json!(nonce);
+    }
+    claims
+}
+
+/// A signed id_token with `claims`, or an opaque one.
+fn issue_id_token(shared: &Shared, opaque: bool, claims: Value) -> Option<String> {
+    if opaque {
+        return Some(idtoken::opaque());
+    }
+    shared.id_key()?.sign(&claims)
+}
+
+/// The fake's public keys for id_tokens.
+pub(crate) fn jwks(shared: &Shared) -> Value {
+    shared
+        .id_key()
+        .map(idtoken::IdTokenKey::jwks)
+        .unwrap_or_else(|| json!({"keys": []}))
+}
+
+async fn serve_jwks(State(shared): State<Shared_>) -> Response {
+    shared.state().calls.jwks += 1;
+    Json(jwks(&shared)).into_response()
+}
+
+/// Marks a consent Authorised, as its customer would, and issues a single-use code bound to
+/// the consent and its client, with the id_token the redirect carries. `state`/`nonce` default
+/// to those of the last verified request object for the consent.
+pub(crate) fn authorise(
+    shared: &Shared,
+    consent_id: &str,
+    state_param: Option<String>,
+    nonce: Option<String>,
+) -> Option<Authorisation> {
+    let code = random_hex(16);
+    let (client_id, customer_id, state_param, nonce) = {
+        let mut state = shared.state();
+        let remembered = state
+            .auth_contexts
+            .get(consent_id)
+            .cloned()
+            .unwrap_or_default();
+        let state_param = state_param.or(remembered.state);
+        let nonce = nonce.or(remembered.nonce);
+        let consent = state
+            .consents
+            .iter_mut()
+            .find(|c| c.consent_id == consent_id)?;
+        consent.status = "Authorised".into();
+        let customer_id = consent.customer_id.get_or_insert_with(uuid_v4).clone();
+        let client_id = consent.client_id.clone();
+        state.codes.insert(
+            code.clone(),
+            CodeGrant {
+                consent_id: consent_id.to_string(),
+                client_id: client_id.clone(),
+                customer_id: customer_id.clone(),
+                nonce: nonce.clone(),
+            },
+        );
+        (client_id, customer_id, state_param, nonce)
+    };
+    let mut claims = id_token_claims(shared, &client_id, &customer_id, consent_id, nonce);
+    // The hybrid flow's id_token is a detached signature over code and state.
+    claims["c_hash"] = json!(idtoken::half_hash(&code));
+    if let Some(s) = &state_param {
+        claims["s_hash"] = json!(idtoken::half_hash(s));
+    }
+    let id_token = issue_id_token(shared, shared.config().opaque_id_token, claims)?;
+    Some(Authorisation {
+        consent_id: consent_id.to_string(),
+        code,
+        id_token,
+        state: state_param,
+        customer_id,
+    })
 }
 
 fn serde_urlencoded_parse(body: &[u8]) -> HashMap<String, String> {
@@ -421,7 +634,7 @@ async fn create_consent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = preamble(&shared, Endpoint::ConsentCreate).await {
+    if let Err(r) = preamble(&shared, Endpoint::ConsentCreate).await {
         return r;
     }
     let client = match bearer(&shared, &headers) {
@@ -457,6 +670,7 @@ async fn create_consent(
         client_id: client,
         status: "AwaitingAuthorisation".into(),
         permissions,
+        customer_id: None,
     };
     let now = jiff::Timestamp::now();
     let answer = consent_json(
@@ -477,7 +691,7 @@ async fn consent_route_guard(
     headers: &HeaderMap,
     endpoint: Endpoint,
 ) -> Option<Response> {
-    if let Some(r) = preamble(shared, endpoint).await {
+    if let Err(r) = preamble(shared, endpoint).await {
         return Some(r);
     }
     let config = shared.config();
@@ -553,15 +767,15 @@ struct FaultRequest {
     times: Option<u32>,
 }
 
-async fn admin_add_fault(
-    State(shared): State<Shared_>,
-    Json(req): Json<FaultRequest>,
-) -> StatusCode {
+async fn admin_add_fault(State(shared): State<Shared_>, Json(req): Json<FaultRequest>) -> Response {
+    if let Err(message) = req.fault.check(req.endpoint) {
+        return error(StatusCode::BAD_REQUEST, "invalid_fault", &message);
+    }
     shared
         .state()
         .faults
         .add(req.endpoint, req.fault, req.times);
-    StatusCode::NO_CONTENT
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn admin_clear_faults(State(shared): State<Shared_>) -> StatusCode {
@@ -569,15 +783,43 @@ async fn admin_clear_faults(State(shared): State<Shared_>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn admin_authorise(State(shared): State<Shared_>, Path(id): Path<String>) -> Response {
-    let mut state = shared.state();
-    let Some(consent) = state.consents.iter_mut().find(|c| c.consent_id == id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such consent");
+/// Optional body of `POST /__admin/consents/{id}/authorise`.
+#[derive(Default, serde::Deserialize)]
+struct AuthoriseRequest {
+    state: Option<String>,
+    nonce: Option<String>,
+}
+
+async fn admin_authorise(
+    State(shared): State<Shared_>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        AuthoriseRequest::default()
+    } else {
+        match serde_json::from_slice::<AuthoriseRequest>(&body) {
+            Ok(r) => r,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "body must be empty or {\"state\": .., \"nonce\": ..}",
+                )
+            }
+        }
     };
-    consent.status = "Authorised".into();
-    let code = random_hex(16);
-    state.codes.insert(code.clone(), id);
-    Json(json!({"code": code})).into_response()
+    if !shared.state().consents.iter().any(|c| c.consent_id == id) {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such consent");
+    }
+    match authorise(&shared, &id, req.state, req.nonce) {
+        Some(a) => Json(a).into_response(),
+        None => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "could not authorise",
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -625,6 +867,7 @@ async fn authorize(
     State(shared): State<Shared_>,
     axum::extract::Query(q): axum::extract::Query<AuthorizeQuery>,
 ) -> Response {
+    shared.state().calls.authorize += 1;
     let Some(jwt) = q.request.filter(|r| !r.is_empty()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -700,42 +943,58 @@ async fn authorize(
         .to_string();
     let redirect_uri = str_claim("redirect_uri");
     let state_param = str_claim("state");
-    let mut state = shared.state();
-    let Some(consent) = state
-        .consents
-        .iter_mut()
-        .find(|c| c.consent_id == consent_id && c.client_id == client_id)
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_object",
-            "unknown openbanking_intent_id for this client",
-        );
-    };
-    if consent.status != "AwaitingAuthorisation" {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "consent is not awaiting authorisation",
+    let nonce = claims["nonce"].as_str().map(str::to_string);
+    let encode = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap_or_default();
+    let reject = q.decision.as_deref() == Some("reject");
+    {
+        let mut state = shared.state();
+        let Some(consent) = state
+            .consents
+            .iter_mut()
+            .find(|c| c.consent_id == consent_id && c.client_id == client_id)
+        else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_object",
+                "unknown openbanking_intent_id for this client",
+            );
+        };
+        if consent.status != "AwaitingAuthorisation" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "consent is not awaiting authorisation",
+            );
+        }
+        if reject {
+            consent.status = "Rejected".into();
+        }
+        state.auth_contexts.insert(
+            consent_id.clone(),
+            AuthContext {
+                state: Some(state_param.clone()).filter(|s| !s.is_empty()),
+                nonce: nonce.clone(),
+            },
         );
     }
-    let encode = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap_or_default();
-    let location = if q.decision.as_deref() == Some("reject") {
-        consent.status = "Rejected".into();
+    let location = if reject {
         format!(
             "{redirect_uri}?{}",
             encode(&[("error", "access_denied"), ("state", &state_param)])
         )
     } else {
-        consent.status = "Authorised".into();
-        let code = random_hex(16);
-        state.codes.insert(code.clone(), consent_id);
-        let id_token = format!("fake-id-token-{}", random_hex(8));
+        let Some(a) = authorise(&shared, &consent_id, Some(state_param.clone()), nonce) else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "could not authorise",
+            );
+        };
         format!(
             "{redirect_uri}?{}",
             encode(&[
-                ("code", &code),
-                ("id_token", &id_token),
+                ("code", &a.code),
+                ("id_token", &a.id_token),
                 ("state", &state_param)
             ])
         )
