@@ -43,16 +43,17 @@ kubectl="$bin/kubectl"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-echo "Starting the fake bank on 127.0.0.1:$port (60 s tokens)..."
-"$CARGO_TARGET_DIR/debug/fake-provider" --listen "127.0.0.1:$port" --token-lifetime 60 \
+metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "Starting the fake bank on 127.0.0.1:$port (180 s tokens)..."
+"$CARGO_TARGET_DIR/debug/fake-provider" --listen "127.0.0.1:$port" --token-lifetime 180 \
   --jwks-url "http://127.0.0.1:$http_port/jwks" > "$work/fake.log" 2>&1 &
 pids+=($!)
 wait_for_line "$work/fake.log" 'listening on' 30
 
 "$kubectl" apply --server-side -f crds/ >/dev/null
-echo "Starting tpp-operator (metrics on http://127.0.0.1:$http_port/metrics)..."
+echo "Starting tpp-operator (JWKS and callback on http://127.0.0.1:$http_port, metrics on http://127.0.0.1:$metrics_port/metrics)..."
 "$CARGO_TARGET_DIR/debug/tpp-operator" run --default-provider-url "http://127.0.0.1:$port" \
-  --http-addr "127.0.0.1:$http_port" > "$work/operator.log" 2>&1 &
+  --public-addr "127.0.0.1:$http_port" --metrics-addr "127.0.0.1:$metrics_port" > "$work/operator.log" 2>&1 &
 pids+=($!)
 
 "$kubectl" apply -f examples/tpp-registration.yaml
@@ -107,9 +108,9 @@ fi
 cat <<EOT
 Everything runs locally. In another terminal:
   export KUBECONFIG=$KUBECONFIG
-  $kubectl get tpp -w                      # the token is refreshed every ~40 s
+  $kubectl get tpp -w                      # the token is refreshed every ~90 s (90 s before expiry)
   $kubectl get secret cway-token -o jsonpath='{.data.expires_at}' | base64 -d
-  curl -s http://127.0.0.1:$http_port/metrics | grep tpp_operator_token
+  curl -s http://127.0.0.1:$metrics_port/metrics | grep tpp_operator_token
   curl -s -XPOST http://127.0.0.1:$port/__admin/faults -d '{"endpoint":"ClientToken","fault":{"Status":503}}' -H 'content-type: application/json'
                                            # a bank outage: watch RefreshFailing, then recovery after
   curl -s -XDELETE http://127.0.0.1:$port/__admin/faults

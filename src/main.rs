@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tpp_operator::controller::{self, Context, Settings};
+use tpp_operator::http::{self, HttpState, PublicLimits};
 use tpp_operator::leader::LeaseConfig;
 use tpp_operator::provider::{parse_base_url, ProviderClient, ProviderConfig};
 use tpp_operator::telemetry::{self, LogFormat, Metrics};
@@ -23,10 +24,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the controller and its HTTP server (health, readiness, metrics).
-    Run(RunArgs),
+    /// Run the controller and its HTTP servers (public: JWKS and callback; internal: health,
+    /// readiness, metrics).
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what crds/ holds).
     Crds,
+    /// Check an installation (the chart's `helm test`): the operator answers its readiness URL
+    /// and, with --crds, both CRDs are established.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// URL that must answer 200, e.g. http://tpp-operator.tpp-system.svc:9090/readyz.
+    #[arg(long)]
+    url: String,
+    /// Also check that the CRDs are installed and established (needs Kubernetes access).
+    #[arg(long)]
+    crds: bool,
 }
 
 #[derive(clap::Args)]
@@ -34,6 +49,14 @@ struct RunArgs {
     /// Provider base URL for TppRegistrations that set no spec.providerUrl.
     #[arg(long, env = "TPP_DEFAULT_PROVIDER_URL", default_value = tpp_operator::api::DEFAULT_PROVIDER_URL)]
     default_provider_url: String,
+    /// Provider base URLs a TppRegistration may use, comma-separated (default: the default
+    /// provider URL only). Chosen by the platform team, never by a tenant's spec.
+    #[arg(
+        long = "allowed-provider-url",
+        env = "TPP_ALLOWED_PROVIDER_URLS",
+        value_delimiter = ','
+    )]
+    allowed_provider_urls: Vec<String>,
     /// Watch only these namespaces, comma-separated (default: all namespaces).
     #[arg(
         long = "namespace",
@@ -45,9 +68,18 @@ struct RunArgs {
     /// the chart's Ingress); used for the JWKS URL shown in status.
     #[arg(long, env = "TPP_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Address of the HTTP server for /healthz, /readyz, /metrics and /jwks.
-    #[arg(long, env = "TPP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
-    http_addr: SocketAddr,
+    /// Address of the public HTTP server: /callback and /jwks (expose it through an Ingress).
+    #[arg(long, env = "TPP_PUBLIC_ADDR", default_value = "0.0.0.0:8080")]
+    public_addr: SocketAddr,
+    /// Address of the cluster-internal HTTP server: /healthz, /readyz and /metrics.
+    #[arg(long, env = "TPP_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    metrics_addr: SocketAddr,
+    /// Requests per second the public server accepts over all clients (then 429).
+    #[arg(long, env = "TPP_PUBLIC_RATE_LIMIT", default_value_t = 50.0)]
+    public_rate_limit: f64,
+    /// Requests the public server handles at once (more get 503 at once).
+    #[arg(long, env = "TPP_PUBLIC_CONCURRENCY", default_value_t = 32)]
+    public_concurrency: usize,
     /// Timeout of one provider call, in seconds.
     #[arg(long, env = "TPP_PROVIDER_TIMEOUT_SECONDS", default_value_t = 30)]
     provider_timeout_seconds: u64,
@@ -108,19 +140,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Check(args) => match runtime().map(|rt| rt.block_on(check(args))) {
+            Ok(Ok(())) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) | Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run(args) => {
             telemetry::init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            telemetry::install_panic_hook();
+            let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
+                    eprintln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "tpp-operator stopped");
@@ -131,13 +171,52 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> Result<(), String> {
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// The operator-wide settings from the flags.
+fn settings(args: &RunArgs) -> Result<Settings, String> {
     let default_provider_url = parse_base_url(&args.default_provider_url)
         .map_err(|e| format!("--default-provider-url: {e}"))?;
+    let mut allowed_providers = args
+        .allowed_provider_urls
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| parse_base_url(u.trim()).map_err(|e| format!("--allowed-provider-url: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if allowed_providers.is_empty() {
+        allowed_providers.push(default_provider_url.clone());
+    }
+    let public_url = match &args.public_url {
+        Some(raw) => Some(parse_base_url(raw).map_err(|e| format!("--public-url: {e}"))?),
+        None => None,
+    };
+    Ok(Settings {
+        public_url,
+        default_provider_url,
+        allowed_providers,
+        namespaces: args
+            .namespaces
+            .iter()
+            .filter(|n| !n.trim().is_empty())
+            .cloned()
+            .collect(),
+        consent_poll_interval: Duration::from_secs(args.consent_poll_seconds.max(1)),
+        // A quarter of the provider budget: registrations, tokens and consents come first.
+        consent_poll_rate: (args.provider_rate_limit / 4.0).max(0.1),
+    })
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let settings = settings(&args)?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
-    controller::check_crds(&client, &args.namespaces).await.map_err(|e| {
+    controller::check_crds(&client, &settings.namespaces).await.map_err(|e| {
         format!("cannot list TppRegistrations; are the CRDs installed (kubectl apply -f crds/) and RBAC granted? {e}")
     })?;
     let metrics = Arc::new(Metrics::new());
@@ -150,28 +229,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
         metrics.clone(),
     )
     .map_err(|e| e.to_string())?;
-    let public_url = match &args.public_url {
-        Some(raw) => Some(parse_base_url(raw).map_err(|e| format!("--public-url: {e}"))?),
-        None => None,
-    };
-    let settings = Settings {
-        public_url,
-        default_provider_url,
-        namespaces: args
-            .namespaces
-            .into_iter()
-            .filter(|n| !n.trim().is_empty())
-            .collect(),
-        consent_poll_interval: Duration::from_secs(args.consent_poll_seconds.max(1)),
-        // A quarter of the provider budget: registrations, tokens and consents come first.
-        consent_poll_rate: (args.provider_rate_limit / 4.0).max(0.1),
-    };
     let ctx = Arc::new(Context::new(client, provider, metrics, settings));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let wait_stop = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
     let lease = args.leader_elect.then(|| {
         LeaseConfig::new(
             args.lease_namespace
@@ -183,18 +243,21 @@ async fn run(args: RunArgs) -> Result<(), String> {
             Duration::from_secs(args.lease_duration_seconds.max(3)),
         )
     });
-    let http = tokio::spawn(tpp_operator::http::serve(
-        args.http_addr,
+    let servers = tokio::spawn(serve_http(
+        args_limits(&args),
+        args.public_addr,
+        args.metrics_addr,
         ctx.clone(),
-        wait_stop(stop_rx.clone()),
+        stop_rx.clone(),
     ));
     let mut controller = tokio::spawn(controller::run_elected(
         ctx.clone(),
         lease,
-        wait_stop(stop_rx),
+        stopped(stop_rx),
     ));
     tracing::info!(
         provider = %ctx.settings.default_provider_url,
+        allowed = ?ctx.settings.allowed_providers.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
         namespaces = ?ctx.settings.namespaces,
         leader_elect = args.leader_elect,
         "tpp-operator started"
@@ -218,12 +281,74 @@ async fn run(args: RunArgs) -> Result<(), String> {
             }
         }
     };
-    let served = match http.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("HTTP server on {}: {e}", args.http_addr)),
-        Err(e) => Err(format!("HTTP server task: {e}")),
-    };
+    let served = servers
+        .await
+        .map_err(|e| format!("HTTP server task: {e}"))
+        .and_then(|r| r);
     outcome.and(served)
+}
+
+fn args_limits(args: &RunArgs) -> PublicLimits {
+    PublicLimits {
+        rate: args.public_rate_limit.max(0.1),
+        burst: (args.public_rate_limit * 2.0).clamp(1.0, 10_000.0) as u32,
+        concurrency: args.public_concurrency.max(1),
+        ..PublicLimits::default()
+    }
+}
+
+/// Resolves once `rx` turns true.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopped| *stopped).await;
+}
+
+/// Serves the public and the operations listeners until the stop signal.
+async fn serve_http(
+    limits: PublicLimits,
+    public_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    ctx: Arc<Context>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let (public, ops) = (bind(public_addr).await?, bind(metrics_addr).await?);
+    let state = HttpState::new(ctx, &limits);
+    let (a, b) = tokio::join!(
+        http::serve_on(
+            public,
+            http::public_router(state.clone(), &limits),
+            stopped(stop.clone())
+        ),
+        http::serve_on(ops, http::ops_router(state), stopped(stop)),
+    );
+    a.and(b).map_err(|e| format!("HTTP server: {e}"))
+}
+
+/// The `check` subcommand.
+async fn check(args: CheckArgs) -> Result<(), String> {
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?
+        .get(&args.url)
+        .send()
+        .await
+        .map_err(|e| format!("{}: {e}", args.url))?;
+    if !response.status().is_success() {
+        return Err(format!("{} answered {}", args.url, response.status()));
+    }
+    if args.crds {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+        controller::check_crds_established(&client).await?;
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,7 @@
 //! Reading, writing and adopting the Secrets the operator owns, with server-side apply.
 
-use crate::api::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::api::names::owner_label_value;
+use crate::api::{ANNOTATION_OWNER, LABEL_MANAGED_BY, MANAGED_BY};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::ByteString;
@@ -59,24 +60,62 @@ pub struct Owner {
 }
 
 impl Owner {
-    /// Labels every Secret of this owner carries.
+    /// Labels every Secret of this owner carries (the owner label is bounded: long names are
+    /// shortened with a hash, see `owner_label_value`).
     pub fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-            (self.label.to_string(), self.name.clone()),
+            (self.label.to_string(), owner_label_value(&self.name)),
         ])
     }
 
-    /// True when `secret` was written by the operator for this owner (labels match). A Secret
-    /// retained from a deleted owner of the same name counts, so re-creating the owner adopts it.
+    /// Annotations every Secret of this owner carries: the owner's full name.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(ANNOTATION_OWNER.to_string(), self.name.clone())])
+    }
+
+    /// True when `secret` was written by the operator for this owner (labels match, and the
+    /// owner annotation where there is one). A Secret retained from a deleted owner of the same
+    /// name counts, so re-creating the owner adopts it.
     pub fn owns(&self, secret: &Secret) -> bool {
-        let labels = secret.metadata.labels.as_ref();
+        let meta = &secret.metadata;
+        let labels = meta.labels.as_ref();
+        let annotated = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_OWNER));
         labels
             .and_then(|l| l.get(LABEL_MANAGED_BY))
             .map(String::as_str)
             == Some(MANAGED_BY)
-            && labels.and_then(|l| l.get(self.label)) == Some(&self.name)
+            && labels.and_then(|l| l.get(self.label)) == Some(&owner_label_value(&self.name))
+            && match annotated {
+                Some(full) => *full == self.name,
+                // Written before the annotation existed: only short names were possible.
+                None => self.name.len() <= crate::api::names::MAX_LABEL_VALUE,
+            }
     }
+
+    /// True when `secret` was written by the operator for any owner other than this one, which
+    /// no spec may make this owner read or use.
+    pub fn owned_by_another(&self, secret: &Secret) -> bool {
+        let controlled_elsewhere = secret.metadata.owner_references.iter().flatten().any(|r| {
+            r.controller == Some(true)
+                && r.api_version.starts_with("tpp-operator.dev/")
+                && r.uid != self.reference.uid
+        });
+        (managed_by_operator(secret) && !self.owns(secret)) || controlled_elsewhere
+    }
+}
+
+/// True when the operator wrote `secret` (for whichever owner).
+pub fn managed_by_operator(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_MANAGED_BY))
+        .is_some_and(|v| v == MANAGED_BY)
 }
 
 /// Reads one key of a Secret as trimmed text (a trailing newline from `--from-file` is dropped).
@@ -166,6 +205,7 @@ impl Secrets {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 labels: Some(owner.labels()),
+                annotations: Some(owner.annotations()),
                 owner_references: with_owner_reference.then(|| vec![owner.reference.clone()]),
                 ..Default::default()
             },
@@ -214,16 +254,21 @@ impl Secrets {
         }
     }
 
-    /// Deletes the Secret whoever wrote it; for hand-off Secrets whose whole purpose is to be
-    /// consumed by the operator. A missing Secret is fine.
-    pub async fn delete_any(&self, name: &str) -> Result<(), SecretError> {
-        match self.api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(source) => Err(SecretError::Kube {
-                name: name.to_string(),
-                source,
+    /// Deletes exactly the Secret that was read (same uid and resourceVersion): a Secret that
+    /// changed or was replaced meanwhile is left alone. A missing Secret is fine.
+    pub async fn delete_exact(&self, secret: &Secret) -> Result<(), SecretError> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: secret.metadata.uid.clone(),
+                resource_version: secret.metadata.resource_version.clone(),
             }),
+            ..DeleteParams::default()
+        };
+        match self.api.delete(&name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(source) => Err(SecretError::Kube { name, source }),
         }
     }
 
@@ -298,6 +343,43 @@ mod tests {
         )));
         assert!(!o.owns(&secret(&[(crate::api::LABEL_REGISTRATION, "acme")], &[])));
         assert!(!o.owns(&secret(&[], &[])));
+    }
+
+    #[test]
+    fn secrets_of_other_owners_are_recognised() {
+        let o = owner();
+        let ours = secret(
+            &[
+                (LABEL_MANAGED_BY, MANAGED_BY),
+                (crate::api::LABEL_REGISTRATION, "acme"),
+            ],
+            &[],
+        );
+        assert!(!o.owned_by_another(&ours));
+        let theirs = secret(
+            &[
+                (LABEL_MANAGED_BY, MANAGED_BY),
+                (crate::api::LABEL_REGISTRATION, "victim"),
+            ],
+            &[],
+        );
+        assert!(o.owned_by_another(&theirs));
+        // A Secret the user made is theirs to bring.
+        assert!(!o.owned_by_another(&secret(&[], &[])));
+        // Long names: the label is bounded, the annotation tells them apart.
+        let long = Owner {
+            name: "a".repeat(200),
+            ..owner()
+        };
+        let mut written = secret(&[], &[]);
+        written.metadata.labels = Some(long.labels());
+        written.metadata.annotations = Some(long.annotations());
+        assert!(long.owns(&written));
+        let other = Owner {
+            name: format!("{}b", "a".repeat(199)),
+            ..owner()
+        };
+        assert!(!other.owns(&written));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -77,10 +77,11 @@ impl SigningKey {
     /// Reads a PEM private key; `kid` overrides the thumbprint (use the one registered with the
     /// provider).
     pub fn from_pem(pem: &str, kid: Option<&str>) -> Result<Self, SigningError> {
-        let (label, der) = pem_decode(pem).ok_or(SigningError::InvalidPem)?;
-        let pair = match label.as_str() {
-            "PRIVATE KEY" => KeyPair::from_pkcs8(&der),
-            "RSA PRIVATE KEY" => KeyPair::from_der(&der),
+        let block = pem::parse(pem.trim()).map_err(|_| SigningError::InvalidPem)?;
+        let der = block.contents();
+        let pair = match block.tag() {
+            "PRIVATE KEY" => KeyPair::from_pkcs8(der),
+            "RSA PRIVATE KEY" => KeyPair::from_der(der),
             _ => return Err(SigningError::InvalidPem),
         }
         .map_err(|_| SigningError::InvalidPem)?;
@@ -150,29 +151,8 @@ fn components(pair: &KeyPair) -> (String, String) {
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-fn pem_decode(pem: &str) -> Option<(String, Vec<u8>)> {
-    let start = pem.find("-----BEGIN ")?;
-    let rest = &pem[start + 11..];
-    let label_end = rest.find("-----")?;
-    let label = rest[..label_end].to_string();
-    let body_start = label_end + 5;
-    let end_marker = format!("-----END {label}-----");
-    let body_end = rest.find(&end_marker)?;
-    let body: String = rest[body_start..body_end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    STANDARD.decode(body).ok().map(|der| (label, der))
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
 /// The `claims.id_token.openbanking_intent_id` member of a request object.
@@ -282,6 +262,26 @@ mod tests {
         let named = SigningKey::from_pem(&pem, Some("registered-kid")).unwrap();
         assert_eq!(named.kid(), "registered-kid");
         assert!(!format!("{named:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn hostile_pem_is_refused_not_a_panic() {
+        for text in [
+            "-----BEGIN X-----END X-----",
+            "-----BEGIN PRIVATE KEY----------END PRIVATE KEY-----",
+            "-----BEGIN -----",
+            "-----BEGIN PRIVATE KEY-----\n\u{e9}\u{e9}\n-----END PRIVATE KEY-----",
+            "-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    SigningKey::from_pem(text, None),
+                    Err(SigningError::InvalidPem)
+                ),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -88,6 +88,11 @@ impl Env {
 
     /// Creates the TppRegistration `tpp` and waits until it is Ready.
     async fn registration(&self) {
+        self.registration_named("tpp").await;
+    }
+
+    /// Creates a TppRegistration and waits until it is Ready with a signing key.
+    async fn registration_named(&self, name: &str) {
         create_secret(
             &self.client,
             &self.ns,
@@ -99,7 +104,7 @@ impl Env {
         let obj: TppRegistration = serde_json::from_value(json!({
             "apiVersion": "tpp-operator.dev/v1alpha1",
             "kind": "TppRegistration",
-            "metadata": {"name": "tpp"},
+            "metadata": {"name": name},
             "spec": {
                 "providerUrl": self.fake.base_url(),
                 "organisation": {"name": "Cway Bottle Company", "email": "cway@finance.co", "address": "1 Roada Way", "countryISO": "GB"},
@@ -112,7 +117,7 @@ impl Env {
             .await
             .expect("create registration");
         let ready = wait_for(Duration::from_secs(30), || async {
-            let r = api.get("tpp").await.ok()?;
+            let r = api.get(name).await.ok()?;
             let st = r.status?;
             let ready = st
                 .conditions
@@ -707,6 +712,189 @@ async fn an_expired_customer_token_asks_for_reauthorisation() {
         env.fake.calls().auth_code_token,
         1,
         "no refresh is possible"
+    );
+    env.stop_operator().await;
+}
+
+// --- Trust boundaries: the internet-facing callback, and Secrets that are not ours ---
+
+/// The value of one parameter of a query string.
+fn query_param(query: &str, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A query string.
+fn query(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+#[tokio::test]
+async fn a_code_for_one_consent_is_refused_for_another() {
+    let mut env = env("inject", FakeConfig::default()).await;
+    env.start_operator().await;
+    env.registration().await;
+    env.create("alice", json!({})).await;
+    env.create("bob", json!({})).await;
+    let alice = env
+        .wait_ready("alice", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let bob = env
+        .wait_ready("bob", "False", "AwaitingAuthorisation", 30)
+        .await;
+
+    // Alice authorises; an attacker catches her redirect and replays it with Bob's state.
+    let redirect = env
+        .visit(alice.authorisation_url.as_deref().expect("url"), None)
+        .await;
+    let code = query_param(&redirect, "code").expect("code");
+    let id_token = query_param(&redirect, "id_token").expect("id_token");
+    let bob_state = bob.authorisation_state.clone().expect("state");
+    let (status, _) = env
+        .callback(&query(&[
+            ("code", &code),
+            ("id_token", &id_token),
+            ("state", &bob_state),
+        ]))
+        .await;
+    assert_eq!(status, 200, "the state is Bob's, so the callback takes it");
+    // The id token carries Alice's nonce and consent: refused before the code is spent.
+    let st = env
+        .wait_ready("bob", "False", "AuthorisationMismatch", 30)
+        .await;
+    assert!(st.token_expires_at.is_none());
+    assert!(env.secret("bob-token").await.is_none(), "Bob got no token");
+    assert_eq!(
+        env.fake.calls().auth_code_token,
+        0,
+        "the code was not spent"
+    );
+
+    // Without the id token, the code is exchanged, but the customer token names Alice's
+    // consent: refused, nothing stored.
+    let bob = env
+        .wait_ready("bob", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let bob_state = bob.authorisation_state.clone().expect("new state");
+    let (status, _) = env
+        .callback(&query(&[("code", &code), ("state", &bob_state)]))
+        .await;
+    assert_eq!(status, 200);
+    let st = env
+        .wait_ready("bob", "False", "AuthorisationMismatch", 30)
+        .await;
+    assert!(st.token_expires_at.is_none());
+    assert!(env.secret("bob-token").await.is_none(), "Bob got no token");
+    assert_eq!(env.fake.calls().auth_code_token, 1);
+    let notes = env.event_notes().await;
+    assert!(notes.contains("AuthorisationMismatch"), "{notes}");
+    assert!(!notes.contains(&code), "the code reached an event");
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn an_unrelated_secret_with_the_hand_off_name_is_left_untouched() {
+    let mut env = env("handoff-name", FakeConfig::default()).await;
+    create_secret(
+        &env.client,
+        &env.ns,
+        "acme-authorisation",
+        &[("tls.crt", "not a hand-off"), ("state", "x")],
+    )
+    .await;
+    env.start_operator().await;
+    env.registration().await;
+    env.create("acme", json!({})).await;
+    env.wait_ready("acme", "False", "AwaitingAuthorisation", 30)
+        .await;
+    // Several reconciles later (polls every second), it is still there, unchanged.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let secret = env
+        .secret("acme-authorisation")
+        .await
+        .expect("the unrelated Secret still exists");
+    let data = secret.data.unwrap_or_default();
+    assert_eq!(
+        data.get("tls.crt").map(|v| v.0.as_slice()),
+        Some(b"not a hand-off".as_slice())
+    );
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn the_longest_names_work_end_to_end_or_are_refused() {
+    let mut env = env("long-names", FakeConfig::default()).await;
+    env.start_operator().await;
+    // The longest names the API server allows for both kinds, given the Secrets they derive.
+    let registration = "r".repeat(241);
+    let consent = "c".repeat(239);
+    env.fake.set_jwks_url(&format!(
+        "http://{}/jwks/{}/{registration}",
+        env.http_addr(),
+        env.ns
+    ));
+    env.registration_named(&registration).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        &env.ns,
+        &kube::api::ApiResource::erase::<AccountConsent>(&()),
+    );
+    let mut object = consent_object(&consent, json!({}));
+    object.data["spec"]["registrationRef"]["name"] = json!(registration);
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create the longest consent");
+    let st = env
+        .wait_ready(&consent, "False", "AwaitingAuthorisation", 30)
+        .await;
+    let redirect = env
+        .visit(st.authorisation_url.as_deref().expect("url"), None)
+        .await;
+    let (status, body) = env.callback(&redirect).await;
+    assert_eq!(status, 200, "{body}");
+    env.wait_ready(&consent, "True", "Authorised", 30).await;
+    let token = env
+        .secret(&format!("{consent}-token"))
+        .await
+        .expect("customer token");
+    let labels = token.metadata.labels.unwrap_or_default();
+    assert!(labels.values().all(|v| v.len() <= 63), "{labels:?}");
+    assert!(env
+        .secret(&format!("{registration}-credentials"))
+        .await
+        .is_some());
+
+    // One character more is refused by the API server, before any provider call.
+    let calls = env.fake.calls();
+    let mut too_long = consent_object(&"c".repeat(240), json!({}));
+    too_long.data["spec"]["registrationRef"]["name"] = json!(registration);
+    let err = api
+        .create(&PostParams::default(), &too_long)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("at most 239"), "{err}");
+    let registrations: Api<TppRegistration> = Api::namespaced(env.client.clone(), &env.ns);
+    let mut reg = registrations
+        .get(&registration)
+        .await
+        .expect("registration");
+    reg.metadata = kube::api::ObjectMeta {
+        name: Some("r".repeat(242)),
+        ..Default::default()
+    };
+    reg.status = None;
+    let err = registrations
+        .create(&PostParams::default(), &reg)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("at most 241"), "{err}");
+    assert_eq!(
+        env.fake.calls(),
+        calls,
+        "no provider call for refused names"
     );
     env.stop_operator().await;
 }

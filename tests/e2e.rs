@@ -66,7 +66,13 @@ fn user_kubeconfig(dir: &Path, ns: &str) -> PathBuf {
 
 /// Installs the chart's ServiceAccount and RBAC into `ns` and returns a kubeconfig holding a
 /// TokenRequest token of that ServiceAccount.
-fn operator_kubeconfig(dir: &Path, admin: &Path, ns: &str, release: &str) -> PathBuf {
+fn operator_kubeconfig(
+    dir: &Path,
+    admin: &Path,
+    ns: &str,
+    release: &str,
+    watched: &str,
+) -> PathBuf {
     kubectl_ok(admin, &["create", "namespace", ns]);
     let rendered = run(Command::new(tool("helm")).current_dir(REPO).args([
         "template",
@@ -74,6 +80,11 @@ fn operator_kubeconfig(dir: &Path, admin: &Path, ns: &str, release: &str) -> Pat
         "charts/tpp-operator",
         "--namespace",
         ns,
+        // The namespace-scoped install the README recommends.
+        "--set",
+        "image.repository=unused",
+        "--set",
+        &format!("watchNamespaces={{{watched}}}"),
         "--show-only",
         "templates/serviceaccount.yaml",
         "--show-only",
@@ -132,7 +143,10 @@ fn free_port() -> u16 {
 struct OperatorProcess {
     child: Child,
     log: PathBuf,
-    http: String,
+    /// The public listener: /jwks, /callback.
+    public: String,
+    /// The operations listener: /healthz, /readyz, /metrics.
+    ops: String,
 }
 
 impl Drop for OperatorProcess {
@@ -151,10 +165,11 @@ impl OperatorProcess {
         kubeconfig: &Path,
         namespace: &str,
         lease_namespace: &str,
+        lease_name: &str,
         provider: &str,
     ) -> OperatorProcess {
         let log = dir.join("operator.log");
-        let port = free_port();
+        let (public_port, ops_port) = (free_port(), free_port());
         // CI points this at the release build, the binary the container image ships.
         let binary = std::env::var_os("TPP_OPERATOR_BIN")
             .map(PathBuf::from)
@@ -168,14 +183,18 @@ impl OperatorProcess {
                 namespace,
             ])
             .args([
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
+                "--public-addr",
+                &format!("127.0.0.1:{public_port}"),
+                "--metrics-addr",
+                &format!("127.0.0.1:{ops_port}"),
                 "--provider-timeout-seconds",
                 "3",
             ])
             .args([
                 "--lease-namespace",
                 lease_namespace,
+                "--lease-name",
+                lease_name,
                 "--lease-duration-seconds",
                 "5",
             ])
@@ -189,7 +208,8 @@ impl OperatorProcess {
         OperatorProcess {
             child,
             log,
-            http: format!("http://127.0.0.1:{port}"),
+            public: format!("http://127.0.0.1:{public_port}"),
+            ops: format!("http://127.0.0.1:{ops_port}"),
         }
     }
 
@@ -238,7 +258,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
     let user = user_kubeconfig(dir.path(), &ns);
     let release = format!("e2e{}", std::process::id());
     let operator_ns = format!("{release}-system");
-    let operator_kc = operator_kubeconfig(dir.path(), &admin, &operator_ns, &release);
+    let operator_kc = operator_kubeconfig(dir.path(), &admin, &operator_ns, &release, &ns);
     let fake = FakeProvider::start(FakeConfig {
         token_lifetime_secs: 120,
         ..FakeConfig::default()
@@ -256,6 +276,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         &operator_kc,
         &ns,
         &operator_ns,
+        &format!("{release}-tpp-operator"),
         &fake.base_url(),
     );
     kubectl_ok(&user, &["apply", "-f", "examples/tpp-registration.yaml"]);
@@ -343,13 +364,13 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
     // Health and metrics.
     let http = reqwest::Client::new();
     let readyz = http
-        .get(format!("{}/readyz", operator.http))
+        .get(format!("{}/readyz", operator.ops))
         .send()
         .await
         .expect("readyz");
     assert_eq!(readyz.status(), 200);
     let metrics = http
-        .get(format!("{}/metrics", operator.http))
+        .get(format!("{}/metrics", operator.ops))
         .send()
         .await
         .expect("metrics")
@@ -381,7 +402,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
     .await;
     assert!(keyed.is_some(), "no signing key published");
     let jwks: serde_json::Value = http
-        .get(format!("{}/jwks/{ns}/cway", operator.http))
+        .get(format!("{}/jwks/{ns}/cway", operator.public))
         .send()
         .await
         .expect("jwks")
@@ -410,7 +431,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
     fake_provider::verify_request_object(&jwks, &jwt)
         .expect("request object verifies against the served JWKS");
     let all: serde_json::Value = http
-        .get(format!("{}/jwks", operator.http))
+        .get(format!("{}/jwks", operator.public))
         .send()
         .await
         .expect("jwks")
@@ -423,14 +444,14 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         .iter()
         .any(|k| k["kid"] == key.kid()));
     let missing = http
-        .get(format!("{}/jwks/{ns}/nope", operator.http))
+        .get(format!("{}/jwks/{ns}/nope", operator.public))
         .send()
         .await
         .expect("jwks");
     assert_eq!(missing.status(), 404);
 
     // The consent example, authorised through the operator's callback.
-    fake.set_jwks_url(&format!("{}/jwks/{ns}/cway", operator.http));
+    fake.set_jwks_url(&format!("{}/jwks/{ns}/cway", operator.public));
     kubectl_ok(&user, &["apply", "-f", "examples/account-consent.yaml"]);
     let awaiting = wait_kubectl(
         &user,
@@ -477,7 +498,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         .unwrap_or_else(|| panic!("provider refused: {}", visit.status()));
     let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
     let callback = http
-        .get(format!("{}/callback?{query}", operator.http))
+        .get(format!("{}/callback?{query}", operator.public))
         .send()
         .await
         .expect("callback");
@@ -519,6 +540,31 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
         .await
         .expect("customer token Secret");
     assert_eq!(customer["consent_id"], fake.consents()[0].consent_id);
+    // Every secret value of the journey, for the leak check at the end; while the objects and
+    // their events still exist, none may be in a status or an event.
+    let code = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+    let secrets: Vec<String> = vec![
+        signing["private_key"].clone(),
+        creds["certificate"].clone(),
+        token["access_token"].clone(),
+        customer["access_token"].clone(),
+        code,
+        "replace-with-your-signature-certificate".to_string(),
+    ];
+    let visible = [
+        kubectl_ok(&user, &["get", "tpp,consent", "-o", "json"]),
+        kubectl_ok(&user, &["get", "events.events.k8s.io", "-o", "json"]),
+    ]
+    .concat();
+    for secret in &secrets {
+        assert!(
+            !visible.contains(secret.as_str()),
+            "a secret value reached a status or an event"
+        );
+    }
     // The fake bank runs on this test's runtime: kubectl must not block it while it waits.
     kubectl_ok(
         &user,
@@ -584,12 +630,7 @@ async fn user_journey_with_kubectl_under_chart_rbac() {
             "{line}"
         );
     }
-    for secret in [
-        &signing["private_key"],
-        &creds["certificate"],
-        &token["access_token"],
-        &"replace-with-your-signature-certificate".to_string(),
-    ] {
+    for secret in &secrets {
         assert!(
             !logs.contains(secret.as_str()),
             "a secret value reached the logs"

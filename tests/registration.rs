@@ -161,7 +161,14 @@ impl Env {
 #[tokio::test]
 async fn first_registration_stores_credentials_and_token() {
     let e = env("first", 300).await;
-    let op = Operator::start(&e.client, &e.ns, "https://unused.example").await;
+    // The platform team allows the fake; the TppRegistration names it in spec.providerUrl.
+    let op = Operator::start_allowing(
+        &e.client,
+        &e.ns,
+        "https://unused.example",
+        &[&e.fake.base_url()],
+    )
+    .await;
     e.create("acme", json!({})).await;
     let st = e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
 
@@ -770,5 +777,392 @@ async fn supplied_signing_key_is_used_and_a_bad_one_reported_without_stopping_to
     // The user's Secrets are theirs: never labelled or deleted.
     e.delete_and_wait("good").await;
     assert!(secret_data(&e.client, &e.ns, "tpp-key").await.is_some());
+    op.stop().await;
+}
+
+// --- Trust boundaries (a tenant may create TppRegistrations but not read Secrets) ---
+
+#[tokio::test]
+async fn a_provider_outside_the_allowlist_gets_no_call() {
+    let e = env("allowlist", 300).await;
+    let elsewhere = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("second fake");
+    // The platform team allows only e.fake; the tenant names another host.
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    create_secret(
+        &e.client,
+        &e.ns,
+        "thief-signature",
+        &[("signature-certificate", SIGNATURE)],
+    )
+    .await;
+    e.api
+        .create(
+            &PostParams::default(),
+            &registration("thief", &elsewhere.base_url(), json!({})),
+        )
+        .await
+        .expect("create");
+    let st = e
+        .wait_ready("thief", "False", "ProviderNotAllowed", 30)
+        .await;
+    assert!(
+        ready_message(&st).contains(&e.fake.base_url()),
+        "the message names what is allowed: {}",
+        ready_message(&st)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        elsewhere.calls().total,
+        0,
+        "no request reached the host the tenant chose"
+    );
+    assert_eq!(e.fake.calls().total, 0);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_of_other_registrations_cannot_be_borrowed() {
+    let e = env("borrow", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("victim", json!({})).await;
+    e.wait_ready("victim", "True", "TokenRefreshed", 30).await;
+    let victim_key = wait_for(Duration::from_secs(30), || async {
+        e.status("victim")
+            .await
+            .signing_keys
+            .first()
+            .map(|k| k.kid.clone())
+    })
+    .await
+    .expect("victim's signing key");
+    let registrations = e.fake.registrations().len();
+    let victim_tokens = e.fake.tokens().len();
+
+    // Its credentials as "bring your own registration": refused, nothing sent.
+    e.create(
+        "thief1",
+        json!({"credentialsSecretName": "victim-credentials"}),
+    )
+    .await;
+    e.wait_ready("thief1", "False", "SecretNotAllowed", 30)
+        .await;
+    // Its token as the signature certificate: refused before any registration call.
+    let thief2 = raw_registration(
+        "thief2",
+        &e.fake.base_url(),
+        json!({"signatureCertificateSecretRef": {"name": "victim-token", "key": "access_token"}}),
+    );
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(
+        e.client.clone(),
+        &e.ns,
+        &ApiResource::erase::<TppRegistration>(&()),
+    );
+    dynamic
+        .create(&PostParams::default(), &thief2)
+        .await
+        .expect("create");
+    e.wait_ready("thief2", "False", "SecretNotAllowed", 30)
+        .await;
+    // Its generated signing key as "my own key": refused, never published.
+    e.create(
+        "thief3",
+        json!({"signingKeySecretRef": {"name": "victim-signing-key"}}),
+    )
+    .await;
+    let st = e
+        .wait_ready("thief3", "False", "InvalidSigningKey", 30)
+        .await;
+    assert!(
+        ready_message(&st).contains("another object"),
+        "{}",
+        ready_message(&st)
+    );
+    assert!(st.signing_keys.iter().all(|k| k.kid != victim_key));
+
+    assert_eq!(
+        e.fake.registrations().len(),
+        registrations + 1,
+        "only thief3 registered (with its own signature certificate)"
+    );
+    let victim_client = e.status("victim").await.client_id;
+    let thief_tokens_with_victim_client = e
+        .fake
+        .tokens()
+        .iter()
+        .skip(victim_tokens)
+        .filter(|t| Some(&t.client_id) == victim_client.as_ref())
+        .count();
+    assert_eq!(thief_tokens_with_victim_client, 0);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_pem_is_a_condition_and_others_keep_refreshing() {
+    let e = env("pem", 6).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("steady", json!({})).await;
+    e.wait_ready("steady", "True", "TokenRefreshed", 30).await;
+    // The input that sliced the old hand-written parser out of bounds.
+    create_secret(
+        &e.client,
+        &e.ns,
+        "hostile-key",
+        &[("private_key", "-----BEGIN X-----END X-----")],
+    )
+    .await;
+    e.create(
+        "hostile",
+        json!({"signingKeySecretRef": {"name": "hostile-key"}}),
+    )
+    .await;
+    let st = e
+        .wait_ready("hostile", "False", "InvalidSigningKey", 30)
+        .await;
+    assert!(
+        ready_message(&st).contains("hostile-key"),
+        "{}",
+        ready_message(&st)
+    );
+    // The operator is alive: the other registration keeps getting tokens.
+    let before = e.fake.calls().client_token;
+    let refreshed = wait_for(Duration::from_secs(20), || async {
+        (e.fake.calls().client_token >= before + 3).then_some(())
+    })
+    .await;
+    assert!(
+        refreshed.is_some(),
+        "token refresh stopped after the hostile PEM"
+    );
+    op.stop().await;
+}
+
+// --- A broken or hostile provider ---
+
+#[tokio::test]
+async fn provider_redirects_are_never_followed() {
+    let e = env("redirect", 300).await;
+    let elsewhere = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("second fake");
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.fake.inject(
+        Endpoint::Registration,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/api/account/registration", elsewhere.base_url()),
+        },
+        Some(1),
+    );
+    e.create("acme", json!({})).await;
+    let st = e
+        .wait_ready("acme", "False", "ProviderRedirected", 30)
+        .await;
+    assert!(ready_message(&st).contains("307"), "{}", ready_message(&st));
+    // The token endpoint redirects too, once registered.
+    e.fake.inject(
+        Endpoint::ClientToken,
+        Fault::Redirect {
+            status: 308,
+            location: format!("{}/auth/token", elsewhere.base_url()),
+        },
+        None,
+    );
+    e.api
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"tpp-operator.dev/retry-registration": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    e.wait_ready("acme", "False", "ProviderRedirected", 30)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        elsewhere.calls().total,
+        0,
+        "the certificate and the signature certificate never went elsewhere"
+    );
+    assert_eq!(
+        e.fake.calls().client_token,
+        1,
+        "a redirect is permanent: not retried at once"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_tokens_keep_the_old_token() {
+    let e = env("bodies", 300).await;
+    let op = e.operator_with_ready("acme").await;
+    for (fault, words) in [
+        (
+            Fault::Oversized {
+                bytes: 10 * 1024 * 1024,
+            },
+            "larger than",
+        ),
+        (Fault::MalformedToken, "bearer token"),
+    ] {
+        let good = e.token("acme").await;
+        e.fake.inject(Endpoint::ClientToken, fault, Some(1));
+        let value = rand_suffix().to_string();
+        e.api
+            .patch(
+                "acme",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"tpp-operator.dev/force-refresh": value}}}),
+                ),
+            )
+            .await
+            .expect("annotate");
+        let st = e.wait_ready("acme", "True", "RefreshFailing", 30).await;
+        assert!(
+            st.last_failure
+                .as_deref()
+                .unwrap_or_default()
+                .contains(words),
+            "{:?}",
+            st.last_failure
+        );
+        assert_eq!(e.token("acme").await, good, "the old token stays");
+        // The next attempt (after the backoff) gets a good token again.
+        e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    }
+    op.stop().await;
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_conflicting_token_secret_does_not_loop_and_recovers_within_a_minute() {
+    let e = env("conflict", 300).await;
+    create_secret(&e.client, &e.ns, "acme-token", &[("mine", "not yours")]).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("acme", json!({})).await;
+    e.wait_ready("acme", "False", "SecretConflict", 30).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let st = e.status("acme").await;
+    assert!(
+        st.consecutive_failures <= 5,
+        "{} failures in 20 s: the status write woke the next failure",
+        st.consecutive_failures
+    );
+    Api::<Secret>::namespaced(e.client.clone(), &e.ns)
+        .delete("acme-token", &DeleteParams::default())
+        .await
+        .expect("delete the conflicting Secret");
+    e.wait_ready("acme", "True", "TokenRefreshed", 60).await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_pauses_the_whole_host() {
+    let e = env("host429", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create("one", json!({})).await;
+    e.create("two", json!({})).await;
+    e.wait_ready("one", "True", "TokenRefreshed", 30).await;
+    e.wait_ready("two", "True", "TokenRefreshed", 30).await;
+    let calls = e.fake.calls().client_token;
+    let issued = e.fake.tokens().len();
+    e.fake.inject(
+        Endpoint::ClientToken,
+        Fault::RateLimited {
+            retry_after: Some(5),
+        },
+        Some(1),
+    );
+    let force = |name: &'static str| {
+        let api = e.api.clone();
+        async move {
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"tpp-operator.dev/force-refresh": rand_suffix().to_string()}}})),
+            )
+            .await
+            .expect("annotate");
+        }
+    };
+    force("one").await;
+    // The moment the 429 was answered (seen within 20 ms).
+    let limited_at = wait_for_fast(Duration::from_secs(10), || {
+        (e.fake.calls().client_token > calls).then(jiff::Timestamp::now)
+    })
+    .await
+    .expect("the 429");
+    // Another registration asks now: it must wait for the host's Retry-After too.
+    force("two").await;
+    let after = wait_for(Duration::from_secs(30), || async {
+        let tokens = e.fake.tokens();
+        (tokens.len() >= issued + 2).then(|| tokens[issued..].to_vec())
+    })
+    .await
+    .expect("both refreshed after the pause");
+    for t in after {
+        let waited = t.issued_at.duration_since(limited_at).as_secs_f64();
+        assert!(
+            // The old client paused nobody and counted 5 s from the request, not the answer.
+            waited >= 4.5,
+            "a token call came {waited:.2} s after a 429 asking for 5 s"
+        );
+    }
+    op.stop().await;
+}
+
+/// Polls a synchronous check every 20 ms.
+async fn wait_for_fast<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn after_expiry_retries_stay_short_and_dead_tokens_are_refused() {
+    let e = env("expired", 8).await;
+    let op = e.operator_with_ready("acme").await;
+    // An outage that outlasts the token: the backoff would reach 40 s by the end of it.
+    e.fake
+        .inject(Endpoint::ClientToken, Fault::Status(503), None);
+    e.wait_ready("acme", "False", "ProviderUnavailable", 40)
+        .await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    e.fake.clear_faults();
+    let ended = std::time::Instant::now();
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let took = ended.elapsed();
+    assert!(
+        took <= Duration::from_secs(13),
+        "without a valid token for {took:?} after the outage ended"
+    );
+
+    // A token already expired on arrival is a named failure, not a loop of requests.
+    let calls = e.fake.calls().client_token;
+    e.fake
+        .inject(Endpoint::ClientToken, Fault::ExpiredToken, None);
+    let st = e
+        .wait_ready("acme", "True", "TokenExpiredOnArrival", 30)
+        .await;
+    assert!(st.consecutive_failures >= 1);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let made = e.fake.calls().client_token - calls;
+    assert!(made <= 4, "{made} token calls in ~10 s for dead tokens");
+    e.fake.clear_faults();
     op.stop().await;
 }

@@ -80,13 +80,14 @@ pub struct OperatorArgs<'a> {
 impl Operator {
     /// Starts the operator and waits until it reports ready.
     pub async fn start(args: OperatorArgs<'_>) -> Result<Operator, String> {
-        let port = free_port()?;
+        let (port, public_port) = (free_port()?, free_port()?);
         let log = std::fs::File::create(args.log).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(args.binary)
             .args(["run", "--default-provider-url", args.provider])
             .args(["--namespace", args.namespace])
-            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--public-addr", &format!("127.0.0.1:{public_port}")])
             .args(["--leader-elect", "false", "--log-format", "json"])
             .args(["--provider-rate-limit", &args.rate.to_string()])
             .args(["--provider-burst", "1", "--provider-timeout-seconds", "10"])

@@ -1,6 +1,6 @@
 //! `AccountConsent`: an account-access consent at the provider and the customer token it yields.
 
-use super::DeletionPolicy;
+use super::{ConsentStatus, DeletionPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
     status = "AccountConsentStatus",
     shortname = "consent",
     category = "openbanking",
-    validation = Rule::new("size(self.metadata.name) <= 240").message("metadata.name must be at most 240 characters so that the Secret names derived from it stay valid"),
+    validation = Rule::new("size(self.metadata.name) <= 239").message("metadata.name must be at most 239 characters, so that <name>-authorisation stays a valid Secret name"),
     doc = "An account-access consent at an Open Banking provider, its authorisation URL, and the customer token it yields.",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
@@ -124,7 +124,7 @@ pub struct AccountConsentStatus {
     pub consent_id: Option<String>,
     /// Status at the provider: AwaitingAuthorisation, Authorised, Rejected, Revoked, or Expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consent_status: Option<String>,
+    pub consent_status: Option<ConsentStatus>,
     /// When the provider last changed the consent's status (as the provider reports it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_update_date_time: Option<String>,
@@ -149,6 +149,10 @@ pub struct AccountConsentStatus {
     /// The `state` of the pending authorisation; the callback must echo it. Cleared once used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorisation_state: Option<String>,
+    /// The `nonce` of the pending authorisation's request object; an id token coming back must
+    /// carry it. Cleared with the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorisation_nonce: Option<String>,
     /// When the customer's authorisation was turned into a customer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorised_at: Option<Time>,
@@ -156,6 +160,10 @@ pub struct AccountConsentStatus {
     /// never creates a second consent on its own while this is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_attempt_started_at: Option<Time>,
+    /// Set when the provider refused the registration's client token at consent creation and
+    /// the registration was asked for a fresh one; creation is tried once more with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token_refresh_requested_at: Option<Time>,
     /// Last value of the retry-creation annotation acted upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_retry_creation: Option<String>,

@@ -66,6 +66,21 @@ pub mod reason {
     /// The customer authorised at the provider but no authorisation code reached the operator.
     pub const AWAITING_AUTHORISATION_CODE: &str = "AwaitingAuthorisationCode";
 
+    /// The provider issued a token that had expired on arrival (clock skew, nonsense lifetime).
+    pub const TOKEN_EXPIRED_ON_ARRIVAL: &str = "TokenExpiredOnArrival";
+    /// The provider answered with a redirect, which is never followed.
+    pub const PROVIDER_REDIRECTED: &str = "ProviderRedirected";
+    /// The provider URL is not among those the platform team allows.
+    pub const PROVIDER_NOT_ALLOWED: &str = "ProviderNotAllowed";
+    /// A Secret named in the spec belongs to another object of this operator.
+    pub const SECRET_NOT_ALLOWED: &str = "SecretNotAllowed";
+    /// The authorisation that came back was issued for another consent, or its id token
+    /// does not match this authorisation.
+    pub const AUTHORISATION_MISMATCH: &str = "AuthorisationMismatch";
+
+    /// The operator failed unexpectedly on this object (a bug); it retries.
+    pub const INTERNAL_ERROR: &str = "InternalError";
+
     /// Every reason above.
     pub const ALL: &[&str] = &[
         TOKEN_REFRESHED,
@@ -96,6 +111,12 @@ pub mod reason {
         CLIENT_TOKEN_REJECTED,
         AUTHORISATION_CODE_REJECTED,
         AWAITING_AUTHORISATION_CODE,
+        INTERNAL_ERROR,
+        TOKEN_EXPIRED_ON_ARRIVAL,
+        PROVIDER_NOT_ALLOWED,
+        PROVIDER_REDIRECTED,
+        SECRET_NOT_ALLOWED,
+        AUTHORISATION_MISMATCH,
     ];
 }
 

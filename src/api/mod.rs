@@ -2,10 +2,14 @@
 
 mod account_consent;
 mod conditions;
+mod consent_status;
+pub mod contract;
+pub mod names;
 mod tpp_registration;
 
 pub use account_consent::*;
 pub use conditions::*;
+pub use consent_status::ConsentStatus;
 pub use tpp_registration::*;
 
 use kube::CustomResourceExt;
@@ -22,6 +26,9 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_REGISTRATION: &str = "tpp-operator.dev/registration";
 /// Label naming the AccountConsent that owns a Secret.
 pub const LABEL_CONSENT: &str = "tpp-operator.dev/consent";
+/// Annotation with the full name of the object that owns a Secret (its owner label holds a
+/// bounded form of long names, see `names::owner_label_value`).
+pub const ANNOTATION_OWNER: &str = "tpp-operator.dev/owner";
 /// Finalizer that lets the operator clean up before an object goes away.
 pub const FINALIZER: &str = "tpp-operator.dev/cleanup";
 /// Annotation: set it to a new value (a timestamp, say) to refresh the client token now.

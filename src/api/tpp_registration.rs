@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
     status = "TppRegistrationStatus",
     shortname = "tpp",
     category = "openbanking",
-    validation = Rule::new("size(self.metadata.name) <= 240").message("metadata.name must be at most 240 characters so that the Secret names derived from it stay valid"),
+    validation = Rule::new("size(self.metadata.name) <= 241").message("metadata.name must be at most 241 characters, so that <name>-credentials and <name>-signing-key stay valid Secret names"),
     doc = "Registers your organisation as a Third Party Provider (TPP) with an Open Banking provider and keeps a client token fresh in a Secret.",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
@@ -210,7 +210,8 @@ pub struct RefreshPolicy {
     #[schemars(range(min = 0, max = 25), extend("format" = "int32"))]
     pub jitter_percent: u8,
     /// The refresh never happens later than this many seconds before expiry (0-3600).
-    /// Default 30.
+    /// Default 90: the kubelet updates a mounted Secret up to about a minute after it changes,
+    /// so a token refreshed later than that could reach pods after the old one expired.
     #[serde(default = "default_margin")]
     #[schemars(range(min = 0, max = 3600), extend("format" = "int32"))]
     pub safety_margin_seconds: u32,
@@ -221,7 +222,7 @@ fn default_jitter() -> u8 {
 }
 
 fn default_margin() -> u32 {
-    30
+    90
 }
 
 impl Default for RefreshPolicy {

@@ -46,6 +46,70 @@ pub enum FailureKind {
     Permanent,
 }
 
+impl FailureKind {
+    /// The kind of a failed provider call.
+    pub fn of(e: &crate::provider::ProviderError) -> Self {
+        if e.is_transient() {
+            FailureKind::Transient
+        } else {
+            FailureKind::Permanent
+        }
+    }
+}
+
+/// Longest wait between two token requests while apps have no valid token: every app mounting
+/// the Secret is failing now, so the retry stays short (the provider's rate limit and
+/// Retry-After still apply).
+pub const EXPIRED_RETRY_CAP: Duration = Duration::from_secs(10);
+
+/// Delay before the next token request after a failure, aware of the token at stake:
+/// `valid_for` is how long the current token stays valid (zero once expired or when there is
+/// none). Before expiry the usual backoff applies but never past half the remaining validity
+/// (so several attempts come well before it); after expiry transient failures are retried at
+/// least every `EXPIRED_RETRY_CAP`. Retry-After always wins.
+pub fn token_retry_delay(
+    failures: u32,
+    kind: FailureKind,
+    retry_after: Option<Duration>,
+    valid_for: Duration,
+    jitter: f64,
+) -> Duration {
+    let mut delay = backoff(failures, kind, None, jitter);
+    if kind == FailureKind::Transient {
+        let cap = if valid_for.is_zero() {
+            EXPIRED_RETRY_CAP
+        } else {
+            (valid_for / 2).max(EXPIRED_RETRY_CAP)
+        };
+        delay = delay.min(cap);
+    }
+    delay.max(bounded_retry_after(retry_after))
+}
+
+/// Delay before looking again at a Secret name taken by someone else: 5 s doubling to 30 s, so
+/// the object recovers within half a minute of the user freeing the name, and the count of
+/// failures grows slowly.
+pub fn conflict_retry_delay(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(10);
+    Duration::from_secs((5u64 << exp).min(30))
+}
+
+fn bounded_retry_after(retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .map(|d| d.min(Duration::from_secs(3600)))
+        .unwrap_or_default()
+}
+
+/// The first whole second at or after `t`: times in status have whole seconds, and a stored
+/// retry time must never come before the one decided.
+pub fn ceil_second(t: Timestamp) -> Timestamp {
+    if t.subsec_nanosecond() == 0 {
+        t
+    } else {
+        Timestamp::from_second(t.as_second() + 1).unwrap_or(t)
+    }
+}
+
 /// Delay before the next attempt after `failures` consecutive failures (1 for the first).
 ///
 /// Exponential (5 s doubling to 5 min for transient failures, 1 min doubling to 30 min for
@@ -64,10 +128,7 @@ pub fn backoff(
     let exp = failures.saturating_sub(1).min(20);
     let full = (base * 2f64.powi(exp as i32)).min(cap);
     let delay = Duration::from_secs_f64(full / 2.0 + full / 2.0 * jitter.clamp(0.0, 1.0));
-    let asked = retry_after
-        .map(|d| d.min(Duration::from_secs(3600)))
-        .unwrap_or_default();
-    delay.max(asked)
+    delay.max(bounded_retry_after(retry_after))
 }
 
 #[cfg(test)]
@@ -178,6 +239,49 @@ mod tests {
             backoff(9, FailureKind::Permanent, None, 1.0),
             Duration::from_secs(1800)
         );
+    }
+
+    #[test]
+    fn token_retries_come_before_expiry_and_stay_short_after_it() {
+        let t = |n, valid: u64, after: Option<u64>| {
+            token_retry_delay(
+                n,
+                FailureKind::Transient,
+                after.map(Duration::from_secs),
+                Duration::from_secs(valid),
+                1.0,
+            )
+        };
+        // Plenty of validity left: the plain backoff.
+        assert_eq!(t(3, 3600, None), Duration::from_secs(20));
+        // 60 s left: never more than 30 s, however many failures.
+        assert_eq!(t(10, 60, None), Duration::from_secs(30));
+        // Expired (or no token): at most 10 s.
+        assert_eq!(t(10, 0, None), EXPIRED_RETRY_CAP);
+        assert_eq!(t(1, 0, None), Duration::from_secs(5));
+        // Retry-After always wins.
+        assert_eq!(t(10, 0, Some(42)), Duration::from_secs(42));
+        // Permanent failures keep their slow backoff.
+        assert_eq!(
+            token_retry_delay(3, FailureKind::Permanent, None, Duration::ZERO, 1.0),
+            Duration::from_secs(240)
+        );
+    }
+
+    #[test]
+    fn conflicts_are_looked_at_again_within_half_a_minute() {
+        assert_eq!(conflict_retry_delay(1), Duration::from_secs(5));
+        assert_eq!(conflict_retry_delay(2), Duration::from_secs(10));
+        assert_eq!(conflict_retry_delay(3), Duration::from_secs(20));
+        assert_eq!(conflict_retry_delay(4), Duration::from_secs(30));
+        assert_eq!(conflict_retry_delay(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn stored_times_round_up_to_whole_seconds() {
+        let t = Timestamp::from_millisecond(10_300).unwrap();
+        assert_eq!(ceil_second(t), ts(11));
+        assert_eq!(ceil_second(ts(11)), ts(11));
     }
 
     #[test]

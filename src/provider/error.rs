@@ -86,6 +86,31 @@ pub enum ProviderError {
         /// What was wrong (field names only, never values).
         detail: String,
     },
+    /// The provider answered with a redirect. Redirects are never followed: they would carry
+    /// the password form or the signature-certificate header to wherever they point.
+    #[error("provider answered {status} (a redirect) to {endpoint}; redirects are never followed, so the request was not repeated elsewhere: check the provider URL")]
+    Redirected {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// HTTP status code (3xx).
+        status: u16,
+    },
+    /// The answer was larger than any genuine answer can be.
+    #[error("provider sent a {endpoint} response larger than {limit} bytes; it was not read")]
+    TooLarge {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// The limit.
+        limit: usize,
+    },
+    /// The provider issued a token that cannot be used as a bearer token.
+    #[error("provider issued an unusable {endpoint} token: {detail}")]
+    InvalidToken {
+        /// Endpoint called.
+        endpoint: Endpoint,
+        /// What is wrong with it (never the token).
+        detail: &'static str,
+    },
     /// The configured provider URL cannot be used.
     #[error("invalid provider URL: {0}")]
     InvalidUrl(String),
@@ -99,11 +124,13 @@ impl ProviderError {
             ProviderError::Timeout { .. }
             | ProviderError::Connect { .. }
             | ProviderError::Network { .. }
-            | ProviderError::Malformed { .. } => true,
+            | ProviderError::Malformed { .. }
+            | ProviderError::TooLarge { .. }
+            | ProviderError::InvalidToken { .. } => true,
             ProviderError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
-            ProviderError::InvalidUrl(_) => false,
+            ProviderError::Redirected { .. } | ProviderError::InvalidUrl(_) => false,
         }
     }
 
@@ -131,6 +158,8 @@ impl ProviderError {
             ProviderError::Timeout { .. }
                 | ProviderError::Network { .. }
                 | ProviderError::Malformed { .. }
+                | ProviderError::TooLarge { .. }
+                | ProviderError::InvalidToken { .. }
         )
     }
 }

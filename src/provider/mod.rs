@@ -10,7 +10,7 @@ pub use error::{Endpoint, ProviderError};
 pub use ratelimit::{RateLimiter, TokenBucket};
 pub use types::*;
 
-use crate::telemetry::{CallLabels, EndpointLabels, Metrics};
+use crate::telemetry::Metrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use url::Url;
@@ -48,6 +48,8 @@ impl ProviderClient {
     /// Builds the client; the TLS roots are the operating system's.
     pub fn new(config: &ProviderConfig, metrics: Arc<Metrics>) -> Result<Self, ProviderError> {
         let http = reqwest::Client::builder()
+            // Never follow a redirect: it would re-send credentials to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("tpp-operator/", env!("CARGO_PKG_VERSION")))
@@ -106,12 +108,7 @@ impl ProviderClient {
         let parsed: TokenResponse = self
             .call(endpoint, &url, builder, &[credentials.certificate.expose()])
             .await?;
-        if parsed.access_token.is_blank() {
-            return Err(ProviderError::Malformed {
-                endpoint,
-                detail: "access_token is empty".into(),
-            });
-        }
+        check_bearer_token(endpoint, &parsed.access_token)?;
         Ok(parsed)
     }
 
@@ -199,12 +196,7 @@ impl ProviderClient {
             )
             .await?;
         let parsed: TokenResponse = parse(endpoint, &body)?;
-        if parsed.access_token.is_blank() {
-            return Err(ProviderError::Malformed {
-                endpoint,
-                detail: "access_token is empty".into(),
-            });
-        }
+        check_bearer_token(endpoint, &parsed.access_token)?;
         Ok(parsed)
     }
 
@@ -228,28 +220,29 @@ impl ProviderClient {
         builder: reqwest::RequestBuilder,
         secrets: &[&str],
     ) -> Result<Vec<u8>, ProviderError> {
-        self.limiter.wait(url.host_str().unwrap_or_default()).await;
+        let host = url.host_str().unwrap_or_default();
+        self.limiter.wait(host).await;
         let started = Instant::now();
         let result = self.exchange(endpoint, builder, secrets).await;
+        if let Err(ProviderError::Status {
+            status: 429,
+            retry_after,
+            ..
+        }) = &result
+        {
+            // The whole host is throttled, for every object that calls it.
+            let pause = retry_after.unwrap_or(Duration::from_secs(1));
+            self.limiter.pause(host, Instant::now() + pause);
+        }
         let elapsed = started.elapsed();
-        self.metrics
-            .provider_latency
-            .get_or_create(&EndpointLabels {
-                endpoint: endpoint.as_str(),
-            })
-            .observe(elapsed.as_secs_f64());
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) if e.is_transient() => "transient_error",
             Err(_) => "permanent_error",
         };
         self.metrics
-            .provider_calls
-            .get_or_create(&CallLabels {
-                endpoint: endpoint.as_str(),
-                outcome,
-            })
-            .inc();
+            .provider
+            .observe(endpoint.as_str(), outcome, elapsed);
         match &result {
             Ok(_) => {
                 tracing::debug!(%endpoint, ms = elapsed.as_millis() as u64, "provider call succeeded")
@@ -277,12 +270,15 @@ impl ProviderClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
+        if status.is_redirection() {
+            return Err(ProviderError::Redirected {
+                endpoint,
+                status: status.as_u16(),
+            });
+        }
+        let body = self.read_capped(endpoint, response).await?;
         if status.is_success() {
-            return Ok(body.to_vec());
+            return Ok(body);
         }
         Err(ProviderError::Status {
             endpoint,
@@ -290,6 +286,36 @@ impl ProviderClient {
             retry_after,
             detail: error_detail(&body, secrets),
         })
+    }
+
+    /// Reads a body of at most `MAX_BODY_BYTES`, without buffering more than that.
+    async fn read_capped(
+        &self,
+        endpoint: Endpoint,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let too_large = ProviderError::TooLarge {
+            endpoint,
+            limit: MAX_BODY_BYTES,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport_error(&self, endpoint: Endpoint, e: reqwest::Error) -> ProviderError {
@@ -306,6 +332,38 @@ impl ProviderClient {
             ProviderError::Network { endpoint, detail }
         }
     }
+}
+
+/// Largest answer read from the provider: its answers are a few hundred bytes; a token of a few
+/// KiB. Anything larger is a broken or hostile provider.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Largest access token accepted: it is written into Secrets and sent as a header.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Checks that a token can be sent verbatim as `Authorization: Bearer <token>`: RFC 6750's
+/// b64token characters (so no space, CR or LF can split the header), and a sane length.
+fn check_bearer_token(endpoint: Endpoint, token: &Sensitive) -> Result<(), ProviderError> {
+    let t = token.expose();
+    let detail = if t.is_empty() {
+        "access_token is empty"
+    } else if t.len() > MAX_TOKEN_BYTES {
+        "access_token is longer than 16 KiB"
+    } else if !is_b64token(t) {
+        "access_token has characters a bearer token cannot have (RFC 6750)"
+    } else {
+        return Ok(());
+    };
+    Err(ProviderError::InvalidToken { endpoint, detail })
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// Appends a path to the base URL, keeping any path prefix the base has.
@@ -376,9 +434,15 @@ fn classify_json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// Retry-After as delta-seconds (HTTP dates are rare for APIs and are ignored).
+/// Retry-After as delta-seconds or as an HTTP date (then counted from now).
 fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let wait = at.duration_since(jiff::Timestamp::now());
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 /// The provider's error message from a JSON body, short, with any secret we sent redacted.
@@ -416,6 +480,18 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_checked() {
+        let ok = |t: &str| check_bearer_token(Endpoint::ClientToken, &Sensitive::new(t)).is_ok();
+        assert!(ok(crate::provider::token::SAMPLE));
+        assert!(ok("abc+/~_-.=="));
+        assert!(!ok(""));
+        assert!(!ok("abc\r\nX-Injected: 1"));
+        assert!(!ok("a b"));
+        assert!(!ok("=="));
+        assert!(!ok(&"a".repeat(MAX_TOKEN_BYTES + 1)));
+    }
 
     #[test]
     fn join_keeps_path_prefix() {
@@ -468,7 +544,20 @@ mod tests {
         };
         assert!(connect.is_transient() && !connect.outcome_unknown());
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        // A date in the past means now; a future one, the time until then.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
+        let header =
+            jiff::fmt::rfc2822::to_string(&later.to_zoned(jiff::tz::TimeZone::UTC)).unwrap();
+        let wait = parse_retry_after(&header).unwrap();
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

@@ -41,12 +41,15 @@ impl TokenBucket {
     }
 }
 
-/// One bucket per provider host; waiters queue in order behind the bucket's lock.
+/// One bucket per provider host; waiters queue in order behind the bucket's lock. A host that
+/// answered 429 is paused as a whole until its Retry-After has passed: every object calling it
+/// waits, not only the one that was told.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: u32,
     buckets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TokenBucket>>>>,
+    paused: Mutex<HashMap<String, Instant>>,
 }
 
 impl RateLimiter {
@@ -56,6 +59,26 @@ impl RateLimiter {
             rate,
             burst,
             buckets: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends nothing to `host` before `until`.
+    pub fn pause(&self, host: &str, until: Instant) {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = paused.entry(host.to_string()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    fn paused_until(&self, host: &str) -> Option<Instant> {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        match paused.get(host) {
+            Some(t) if *t > Instant::now() => Some(*t),
+            Some(_) => {
+                paused.remove(host);
+                None
+            }
+            None => None,
         }
     }
 
@@ -76,6 +99,9 @@ impl RateLimiter {
                 .clone()
         };
         let mut bucket = bucket.lock().await;
+        while let Some(until) = self.paused_until(host) {
+            tokio::time::sleep_until(until.into()).await;
+        }
         loop {
             let delay = bucket.try_take(Instant::now());
             if delay.is_zero() {
@@ -131,6 +157,23 @@ mod tests {
             burst += 1;
         }
         assert_eq!(burst, 2, "only the burst is available at once");
+    }
+
+    #[tokio::test]
+    async fn a_paused_host_waits_for_everyone() {
+        let limiter = RateLimiter::new(1000.0, 100);
+        let start = tokio::time::Instant::now();
+        limiter.pause("bank", Instant::now() + Duration::from_millis(300));
+        // A shorter pause does not shorten the longer one.
+        limiter.pause("bank", Instant::now() + Duration::from_millis(10));
+        limiter.wait("other").await;
+        assert!(start.elapsed() < Duration::from_millis(100));
+        limiter.wait("bank").await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]

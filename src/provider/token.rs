@@ -3,14 +3,27 @@
 use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
 
-/// The `exp` claim of a JWT, read without verifying the signature (the key is the provider's).
-/// `None` when the token is not a JWT or carries no numeric `exp`.
-pub fn jwt_exp(token: &str) -> Option<Timestamp> {
-    let payload = token.split('.').nth(1)?;
+/// The claims of a compact JWS, read without verifying the signature (the provider's keys are
+/// not published to TPPs). `None` when the token is not a JWS with a JSON object payload.
+pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        serde_json::Value::Object(claims) => Some(claims),
+        _ => None,
+    }
+}
+
+/// The `exp` claim of a JWT, read without verifying the signature (the key is the provider's).
+/// `None` when the token is not a JWT or carries no numeric `exp`.
+pub fn jwt_exp(token: &str) -> Option<Timestamp> {
+    let claims = jwt_claims(token)?;
     let exp = claims.get("exp")?;
     let secs = exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64))?;
     Timestamp::from_second(secs).ok()

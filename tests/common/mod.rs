@@ -226,6 +226,15 @@ pub struct Operator {
 }
 
 fn context(client: &Client, ns: &str, default_provider_url: &str) -> Arc<Context> {
+    context_allowing(client, ns, default_provider_url, &[])
+}
+
+fn context_allowing(
+    client: &Client,
+    ns: &str,
+    default_provider_url: &str,
+    also_allowed: &[&str],
+) -> Arc<Context> {
     let metrics = Arc::new(Metrics::new());
     let provider = ProviderClient::new(
         &ProviderConfig {
@@ -238,6 +247,10 @@ fn context(client: &Client, ns: &str, default_provider_url: &str) -> Arc<Context
     .expect("provider client");
     let settings = Settings {
         default_provider_url: default_provider_url.parse().expect("url"),
+        allowed_providers: std::iter::once(default_provider_url)
+            .chain(also_allowed.iter().copied())
+            .map(|u| u.parse().expect("url"))
+            .collect(),
         namespaces: vec![ns.to_string()],
         public_url: Some("https://tpp.example".parse().expect("url")),
         consent_poll_interval: Duration::from_secs(1),
@@ -277,7 +290,17 @@ impl Operator {
 impl Operator {
     /// Starts a controller for `ns` with `default_provider_url` and a short provider timeout.
     pub async fn start(client: &Client, ns: &str, default_provider_url: &str) -> Operator {
-        let ctx = context(client, ns, default_provider_url);
+        Self::start_allowing(client, ns, default_provider_url, &[]).await
+    }
+
+    /// Like `start`, with more providers the platform team allows.
+    pub async fn start_allowing(
+        client: &Client,
+        ns: &str,
+        default_provider_url: &str,
+        also_allowed: &[&str],
+    ) -> Operator {
+        let ctx = context_allowing(client, ns, default_provider_url, also_allowed);
         let (stop, rx) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             let mut rx = rx;
@@ -301,9 +324,13 @@ pub async fn http_server(ctx: &Arc<Context>) -> (std::net::SocketAddr, HttpServe
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let limits = tpp_operator::http::PublicLimits::default();
+    let state = tpp_operator::http::HttpState::new(ctx.clone(), &limits);
+    let router = tpp_operator::http::public_router(state.clone(), &limits)
+        .merge(tpp_operator::http::ops_router(state));
     let task = tokio::spawn(tpp_operator::http::serve_on(
         listener,
-        ctx.clone(),
+        router,
         std::future::pending(),
     ));
     (addr, HttpServer(task))

@@ -3,8 +3,8 @@
 //! core for a while instead of starving token refreshes, and nobody polls for their turn: the
 //! generator's write of the key Secret brings the registration back (its Secrets are watched).
 
+use crate::api::contract::signing_key;
 use crate::api::ANNOTATION_ROTATE_SIGNING_KEY;
-use crate::controller::registration::KEY_PRIVATE_KEY;
 use crate::secrets::{Owner, Secrets};
 use crate::signing::SigningKey;
 use std::collections::{BTreeMap, HashSet};
@@ -82,9 +82,9 @@ async fn make(request: &KeyRequest) -> Result<(), String> {
     let pem = key.to_pkcs8_pem().map_err(|e| e.to_string())?;
     let jwk = serde_json::to_string(&key.jwk()).map_err(|e| e.to_string())?;
     let data = BTreeMap::from([
-        (KEY_PRIVATE_KEY.to_string(), pem),
-        ("jwk".to_string(), jwk),
-        ("kid".to_string(), key.kid().to_string()),
+        (signing_key::PRIVATE_KEY.to_string(), pem),
+        (signing_key::JWK.to_string(), jwk),
+        (signing_key::KID.to_string(), key.kid().to_string()),
     ]);
     request
         .secrets

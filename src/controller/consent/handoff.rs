@@ -1,0 +1,303 @@
+//! The hand-off phase: the customer's redirect reaches the leader in the Secret
+//! `<consent>-authorisation` (written by any replica's callback, or by the platform's own
+//! redirect page); the leader checks its state, exchanges the code (`exchange_code`), writes
+//! the customer token Secret and deletes the hand-off.
+
+use super::binding::{check_id_token, check_token_consent, token_consent, Mismatch};
+use super::registration_view::{not_ready, RegistrationView};
+use super::ConsentRun;
+use crate::api::contract::{handoff as handoff_keys, rfc3339, token, Handoff, TokenSecret};
+use crate::api::{reason, AccountConsent, ConsentStatus, LABEL_CONSENT};
+use crate::controller::error::{Halt, Step};
+use crate::controller::report::Outcome;
+use crate::controller::schedule::FailureKind;
+use crate::provider::{token as token_lifetime, Sensitive, TokenResponse};
+use crate::secrets::{text_value, Owner, SecretError};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ObjectMeta;
+use kube::runtime::events::EventType;
+use kube::Resource;
+
+/// Lifetime assumed for a customer token whose lifetime the provider does not state.
+const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
+
+/// The hand-off Secret the callback creates for `consent`, owned by it and labelled so the
+/// leader's Secret watch sees it at once; `None` for a consent without a uid.
+pub fn handoff_secret(consent: &AccountConsent, handoff: &Handoff) -> Option<Secret> {
+    let owner = Owner {
+        label: LABEL_CONSENT,
+        name: consent.meta().name.clone()?,
+        reference: consent.controller_owner_ref(&())?,
+    };
+    Some(Secret {
+        metadata: ObjectMeta {
+            name: Some(consent.authorisation_secret_name()),
+            labels: Some(owner.labels()),
+            annotations: Some(owner.annotations()),
+            owner_references: Some(vec![owner.reference]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some(handoff.data()),
+        ..Default::default()
+    })
+}
+
+/// True for a Secret shaped like a hand-off: a `state` and nothing but hand-off keys.
+fn is_handoff(secret: &Secret) -> bool {
+    let keys: Vec<&String> = secret
+        .data
+        .iter()
+        .flat_map(|d| d.keys())
+        .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+        .collect();
+    let allowed = [
+        handoff_keys::CODE,
+        handoff_keys::STATE,
+        handoff_keys::ID_TOKEN,
+        handoff_keys::ERROR,
+    ];
+    keys.iter().any(|k| *k == handoff_keys::STATE)
+        && keys.iter().all(|k| allowed.contains(&k.as_str()))
+}
+
+impl ConsentRun<'_> {
+    /// Takes the code (or the refusal) the customer's redirect brought, through the hand-off
+    /// Secret; stops the reconcile with the outcome when there was one.
+    pub(super) async fn take_handoff(
+        &mut self,
+        registration: Result<&RegistrationView, &Outcome>,
+    ) -> Step<()> {
+        let secret_name = self.obj.authorisation_secret_name();
+        let Some(secret) = self.secrets.get(&secret_name).await? else {
+            return Ok(());
+        };
+        if !is_handoff(&secret) || self.owner.owned_by_another(&secret) {
+            // Someone else's Secret under that name: neither read nor deleted.
+            tracing::info!(secret = %secret_name, "a Secret that is not this consent's hand-off is in the way; left untouched");
+            return Ok(());
+        }
+        let state = text_value(&secret, handoff_keys::STATE).ok();
+        if state.is_none() || state.as_deref() != self.status.authorisation_state.as_deref() {
+            // An old, replayed or forged redirect: its code is of no use to this consent.
+            self.secrets.delete_exact(&secret).await?;
+            self.event(
+                EventType::Warning,
+                "StateMismatch",
+                "TakeAuthorisation",
+                format!("Ignored the authorisation in Secret {secret_name}: its state does not match the pending authorisation of this consent (replayed, outdated or foreign)."),
+            )
+            .await;
+            return Ok(());
+        }
+        let Ok(handoff) = Handoff::from_values(|key| text_value(&secret, key).ok()) else {
+            self.secrets.delete_exact(&secret).await?;
+            return Ok(());
+        };
+        match handoff {
+            Handoff::Refused { error, .. } => {
+                let denied = error == "access_denied";
+                if denied {
+                    self.status.consent_status = Some(ConsentStatus::Rejected);
+                }
+                self.end_authorisation();
+                self.persist().await?;
+                self.secrets.delete_exact(&secret).await?;
+                if denied {
+                    return Err(self.finalise(ConsentStatus::Rejected).into());
+                }
+                Err(Outcome::failed(
+                    reason::AUTHORISATION_CODE_REJECTED,
+                    format!("The provider redirected the customer back with error {error:?}. Create a new AccountConsent to ask the customer again."),
+                    None,
+                )
+                .into())
+            }
+            Handoff::Code { code, id_token, .. } => {
+                let consent_id = self.status.consent_id.clone().unwrap_or_default();
+                let nonce = self.status.authorisation_nonce.clone();
+                if let Err(m) = check_id_token(id_token.as_deref(), nonce.as_deref(), &consent_id) {
+                    // Refused before the code is spent: it may be someone else's.
+                    let outcome = self.refuse_authorisation(&secret, m).await?;
+                    return Err(outcome.into());
+                }
+                let registration = registration.map_err(|o| Halt::Report(o.clone()))?;
+                let outcome = self
+                    .exchange_code(registration, Sensitive::new(code), &secret)
+                    .await?;
+                Err(outcome.into())
+            }
+        }
+    }
+
+    /// Exchanges the authorisation code for the customer token and stores it.
+    async fn exchange_code(
+        &mut self,
+        registration: &RegistrationView,
+        code: Sensitive,
+        handoff: &Secret,
+    ) -> Step<Outcome> {
+        let credentials = match registration.credentials().await? {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(not_ready(
+                    format!(
+                        "{e}; the authorisation code waits in Secret {}.",
+                        self.obj.authorisation_secret_name()
+                    ),
+                    self.now,
+                )
+                .with_event())
+            }
+        };
+        let response = match self
+            .ctx
+            .provider
+            .exchange_code(&registration.base, &credentials, &code)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.is_transient() && !e.outcome_unknown() => {
+                return Ok(self.failure(
+                    reason::PROVIDER_UNAVAILABLE,
+                    format!("Exchanging the authorisation code failed: {e}."),
+                    FailureKind::Transient,
+                    e.retry_after(),
+                ))
+            }
+            Err(e) => {
+                // Codes are single-use: a refused (or possibly consumed) code cannot be tried
+                // again, so the customer has to authorise anew.
+                return self
+                    .code_spent(
+                        handoff,
+                        reason::AUTHORISATION_CODE_REJECTED,
+                        format!("Exchanging the authorisation code failed: {e}. Authorisation codes work once; create a new AccountConsent to ask the customer again."),
+                    )
+                    .await;
+            }
+        };
+        self.store_customer_token(&response, handoff).await
+    }
+
+    /// Writes the customer token Secret and records the authorisation.
+    async fn store_customer_token(
+        &mut self,
+        response: &TokenResponse,
+        handoff: &Secret,
+    ) -> Step<Outcome> {
+        let token_value = response.access_token.expose();
+        let expiry = token_lifetime::effective_expiry(self.now, response.expires_in, token_value)
+            .unwrap_or_else(|| {
+                self.now
+                    .saturating_add(FALLBACK_LIFETIME)
+                    .unwrap_or(self.now)
+            });
+        let expected = self.status.consent_id.clone().unwrap_or_default();
+        let checked = check_token_consent(token_value, &expected).and_then(|()| {
+            check_id_token(
+                response.id_token.as_ref().map(|t| t.expose()),
+                None,
+                &expected,
+            )
+        });
+        if let Err(m) = checked {
+            return self.refuse_authorisation(handoff, m).await;
+        }
+        let consent_id = token_consent(token_value).unwrap_or(expected);
+        let data = TokenSecret {
+            access_token: token_value,
+            expires_at: expiry,
+            consent_id: Some(&consent_id),
+        }
+        .data();
+        let token_name = self.obj.token_secret_name();
+        if let Err(e) = self.secrets.apply(&token_name, &self.owner, data).await {
+            if let SecretError::NotOwned { .. } = e {
+                // The code is spent either way; say where the token could not go.
+                return self
+                    .code_spent(
+                        handoff,
+                        reason::SECRET_CONFLICT,
+                        format!("{e}. The customer token could not be stored; set spec.tokenSecretName to a free name on a new AccountConsent."),
+                    )
+                    .await;
+            }
+            return Err(e.into());
+        }
+        self.status.consent_status = Some(ConsentStatus::Authorised);
+        self.status.token_expires_at = Some(Time(expiry));
+        self.status.authorised_at = Some(Time(self.now));
+        self.succeeded();
+        self.status.next_check_at = None;
+        self.end_authorisation();
+        self.persist().await?;
+        self.secrets.delete_exact(handoff).await?;
+        self.ctx.metrics.consent.exchanged(&self.labels());
+        self.event(
+            EventType::Normal,
+            reason::AUTHORISED,
+            "ExchangeCode",
+            format!(
+                "The customer authorised consent {consent_id}; customer token stored in Secret {token_name}, valid until {}.",
+                rfc3339(expiry)
+            ),
+        )
+        .await;
+        Ok(self.authorised())
+    }
+
+    /// An authorisation that belongs to another consent (or another request): nothing is
+    /// stored, the pending authorisation ends and a new URL is published at the next look.
+    async fn refuse_authorisation(
+        &mut self,
+        handoff: &Secret,
+        mismatch: Mismatch,
+    ) -> Step<Outcome> {
+        let message = format!(
+            "The authorisation brought back for this consent was refused: {mismatch}. A code of another customer or consent (replayed or injected) must not buy this consent a token; nothing was stored. A new authorisation URL is published for the customer."
+        );
+        self.code_spent(handoff, reason::AUTHORISATION_MISMATCH, message)
+            .await
+    }
+
+    /// The code cannot be used again: the authorisation ends, the hand-off goes.
+    async fn code_spent(
+        &mut self,
+        handoff: &Secret,
+        reason: &'static str,
+        message: String,
+    ) -> Step<Outcome> {
+        self.end_authorisation();
+        self.persist().await?;
+        self.secrets.delete_exact(handoff).await?;
+        Ok(Outcome::failed(reason, message, None))
+    }
+
+    /// Recovers from a crash between writing the customer token and recording it in status:
+    /// a token Secret of this consent that status does not know about is taken as is.
+    pub(super) async fn adopt_written_token(&mut self) -> Step<()> {
+        if self.status.token_expires_at.is_some() || self.status.consent_id.is_none() {
+            return Ok(());
+        }
+        let Some(secret) = self.secrets.get(&self.obj.token_secret_name()).await? else {
+            return Ok(());
+        };
+        let matches = self.owner.owns(&secret)
+            && text_value(&secret, token::CONSENT_ID).ok() == self.status.consent_id;
+        let expiry = text_value(&secret, token::EXPIRES_AT)
+            .ok()
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let (true, Some(expiry)) = (matches, expiry) else {
+            return Ok(());
+        };
+        self.status.consent_status = Some(ConsentStatus::Authorised);
+        self.status.token_expires_at = Some(Time(expiry));
+        self.status.authorised_at.get_or_insert(Time(self.now));
+        self.end_authorisation();
+        self.persist().await?;
+        Err(self.authorised().into())
+    }
+}

@@ -1,0 +1,248 @@
+//! The AccountConsent reconciler: read its registration (`registration_view.rs`), create the
+//! consent at the provider exactly once (`creation.rs`), publish a signed authorisation URL
+//! (`authorisation.rs`), take the customer's code from the hand-off Secret and exchange it
+//! (`handoff.rs`, see `exchange_code`), follow the consent's status (`polling.rs`), and revoke it
+//! on deletion (`revocation.rs`). The decisions are pure functions in `plan.rs`.
+
+pub mod authorisation;
+pub mod binding;
+mod creation;
+pub mod handoff;
+pub mod plan;
+pub mod polling;
+mod registration_view;
+mod revocation;
+#[cfg(test)]
+mod tests;
+
+use super::error::{Result, Step};
+use super::frame::{FailureFields, Reconciled, Run};
+use super::report::Outcome;
+use super::time::earliest;
+use crate::api::contract::{handoff as handoff_keys, rfc3339};
+use crate::api::{
+    reason, AccountConsent, AccountConsentStatus, ConsentStatus, ANNOTATION_OWNER, LABEL_CONSENT,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::ResourceExt;
+use plan::{stage, Stage};
+use registration_view::RegistrationView;
+use std::future::Future;
+
+/// One reconcile of one AccountConsent.
+pub(crate) type ConsentRun<'a> = Run<'a, AccountConsent>;
+
+impl Reconciled for AccountConsent {
+    type Status = AccountConsentStatus;
+    const KIND: &'static str = "AccountConsent";
+    const OWNER_LABEL: &'static str = LABEL_CONSENT;
+
+    fn status(&self) -> Option<&AccountConsentStatus> {
+        self.status.as_ref()
+    }
+
+    fn conditions(status: &AccountConsentStatus) -> &[Condition] {
+        &status.conditions
+    }
+
+    fn conditions_mut(status: &mut AccountConsentStatus) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+
+    fn observe_generation(status: &mut AccountConsentStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+
+    fn failure_fields(status: &mut AccountConsentStatus) -> FailureFields<'_> {
+        FailureFields {
+            count: &mut status.consecutive_failures,
+            next_at: &mut status.next_check_at,
+            last: &mut status.last_failure,
+        }
+    }
+
+    fn apply(run: &mut ConsentRun<'_>) -> impl Future<Output = Step<Outcome>> + Send {
+        apply(run)
+    }
+
+    fn cleanup(run: &mut ConsentRun<'_>) -> impl Future<Output = Result<()>> + Send {
+        revocation::cleanup(run)
+    }
+
+    fn publish(_: &Outcome, changed: bool) -> bool {
+        // Consent outcomes are states, not routine work: an event only when the state changes.
+        changed
+    }
+
+    fn record(run: &ConsentRun<'_>, outcome: &Outcome) {
+        run.ctx
+            .metrics
+            .consent
+            .record(&run.labels(), outcome.ready, &run.status);
+    }
+}
+
+/// The consents that use `registration` (for the registration watch).
+pub fn using<R: kube::Resource>(
+    store: &Store<AccountConsent>,
+    registration: &R,
+) -> Vec<ObjectRef<AccountConsent>> {
+    let namespace = registration.meta().namespace.clone();
+    let name = registration.meta().name.clone().unwrap_or_default();
+    store
+        .state()
+        .iter()
+        .filter(|c| c.namespace() == namespace && c.spec.registration_ref.name == name)
+        .map(|c| ObjectRef::from_obj(&**c))
+        .collect()
+}
+
+/// The consent a Secret belongs to: the owner annotation's full name, or the
+/// `tpp-operator.dev/consent` label of a Secret without it (a platform's own hand-off).
+pub fn labelled_for<S: kube::Resource>(secret: S) -> Option<ObjectRef<AccountConsent>> {
+    let meta = secret.meta();
+    meta.labels.as_ref()?.get(LABEL_CONSENT)?;
+    let name = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_OWNER))
+        .or_else(|| meta.labels.as_ref()?.get(LABEL_CONSENT))?;
+    Some(ObjectRef::new(name).within(meta.namespace.as_deref()?))
+}
+
+/// Creation, then the hand-off, then tracking: polling and the authorisation URL.
+async fn apply(run: &mut ConsentRun<'_>) -> Step<Outcome> {
+    run.status.token_secret = Some(run.obj.token_secret_name());
+    let expiration = run.obj.spec.expiration_date_time.as_ref().map(|t| t.0);
+    let current = stage(&run.status, expiration, run.now);
+    if let Stage::Final(status) = current {
+        return Ok(run.finalise(status));
+    }
+
+    // Read once: creation, the code exchange, polling and signing all need it.
+    let registration = RegistrationView::read(
+        &run.ctx.client,
+        &run.namespace,
+        &run.obj.spec.registration_ref.name,
+        &run.ctx.settings,
+        run.now,
+    )
+    .await?;
+    if current == Stage::Create {
+        run.create(registration.as_ref().map_err(Outcome::clone)?)
+            .await?;
+    }
+    run.take_handoff(registration.as_ref()).await?;
+    run.adopt_written_token().await?;
+
+    let authorised = run.status.consent_status == Some(ConsentStatus::Authorised);
+    let registration = match registration {
+        Ok(r) => Some(r),
+        // An authorised consent's token does not depend on the registration any more.
+        Err(_) if authorised => None,
+        Err(outcome) => return Ok(outcome),
+    };
+    let poll_next = match &registration {
+        Some(r) => run.poll(r).await?,
+        None => None,
+    };
+    if let Some(status) = run
+        .status
+        .consent_status
+        .clone()
+        .filter(ConsentStatus::is_final)
+    {
+        return Ok(run.finalise(status));
+    }
+    let outcome = match (&run.status.consent_status, &registration) {
+        (Some(ConsentStatus::Authorised), _) => run.authorised(),
+        (_, Some(registration)) => run.awaiting(registration).await?,
+        (_, None) => return Ok(run.unchanged(None)),
+    };
+    let next = earliest(outcome.next, poll_next);
+    Ok(outcome.until(next))
+}
+
+impl ConsentRun<'_> {
+    /// A consent that will not change any more: the pending authorisation goes, polling stops,
+    /// and Ready says why.
+    fn finalise(&mut self, status: ConsentStatus) -> Outcome {
+        if self.status.consent_status.as_ref() != Some(&status) {
+            self.status.consent_status = Some(status.clone());
+        }
+        self.end_authorisation();
+        self.ctx.consent_polls.forget(&self.uid);
+        self.final_outcome(&status)
+    }
+
+    /// Ready=False for a consent that will not change any more.
+    fn final_outcome(&self, status: &ConsentStatus) -> Outcome {
+        let (reason, what) = match status {
+            ConsentStatus::Rejected => (
+                reason::REJECTED,
+                "was rejected (by the customer or the provider)",
+            ),
+            ConsentStatus::Revoked => (reason::REVOKED, "was revoked at the provider"),
+            _ => (reason::EXPIRED, "has expired"),
+        };
+        Outcome::failed(
+            reason,
+            format!(
+                "Consent {} {what}; it grants no access any more. Create a new AccountConsent to ask the customer again.",
+                self.status.consent_id.as_deref().unwrap_or("(never created)")
+            ),
+            None,
+        )
+    }
+
+    /// An authorised consent: Ready while the customer token lasts.
+    fn authorised(&self) -> Outcome {
+        let token_name = self.obj.token_secret_name();
+        match self.status.token_expires_at.as_ref().map(|t| t.0) {
+            Some(exp) if exp <= self.now => Outcome {
+                ready: false,
+                reason: reason::REAUTHORISATION_REQUIRED,
+                message: format!(
+                    "The customer token in Secret {token_name} expired at {} and the provider issues no refresh token: the customer must authorise again. Delete this AccountConsent and create it anew, then send the customer to its new status.authorisationUrl.",
+                    rfc3339(exp)
+                ),
+                next: None,
+                event: Some(EventType::Warning),
+            },
+            Some(exp) => Outcome {
+                ready: true,
+                reason: reason::AUTHORISED,
+                message: format!(
+                    "Consent {} is authorised; the customer token in Secret {token_name} is valid until {}.",
+                    self.status.consent_id.as_deref().unwrap_or("?"),
+                    rfc3339(exp)
+                ),
+                next: Some(exp),
+                event: None,
+            },
+            None => Outcome {
+                ready: false,
+                reason: reason::AWAITING_AUTHORISATION_CODE,
+                message: format!(
+                    "The provider says the customer authorised consent {}, but no authorisation code has reached the operator. Have the page at spec.redirectUri hand it over in Secret {} (keys {}, {}), or use the operator's /callback as redirect URI.",
+                    self.status.consent_id.as_deref().unwrap_or("?"),
+                    self.obj.authorisation_secret_name(),
+                    handoff_keys::CODE,
+                    handoff_keys::STATE
+                ),
+                next: None,
+                event: Some(EventType::Warning),
+            },
+        }
+    }
+
+    /// The pending authorisation is over (used, refused, or moot): its state and URL go.
+    fn end_authorisation(&mut self) {
+        self.status.authorisation_state = None;
+        self.status.authorisation_nonce = None;
+        self.status.authorisation_url = None;
+        self.status.authorisation_url_expires_at = None;
+    }
+}

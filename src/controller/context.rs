@@ -1,0 +1,179 @@
+//! What every reconcile shares: the clients, the event recorder, metrics, the clock and the
+//! operator's settings.
+
+use super::consent::polling::PollBook;
+use super::registration::keygen::KeyGenerator;
+use crate::provider::ProviderClient;
+use crate::telemetry::Metrics;
+use jiff::Timestamp;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use url::Url;
+
+/// Source of the current time, injected so that tests control it.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that moves only when told to, for tests of time-dependent decisions.
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock(Mutex::new(start))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now = super::time::add(*now, by);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Operator-wide settings the reconcilers need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Provider base URL for objects that do not name one.
+    pub default_provider_url: Url,
+    /// Provider base URLs an object may use: chosen by the platform team, never by a spec.
+    pub allowed_providers: Vec<Url>,
+    /// Namespaces to watch; empty watches all namespaces.
+    pub namespaces: Vec<String>,
+    /// External base URL of the operator's HTTP server (JWKS, callback), if it has one.
+    pub public_url: Option<Url>,
+    /// First interval between two status polls of a consent awaiting authorisation (it
+    /// doubles while nothing changes, up to five minutes).
+    pub consent_poll_interval: Duration,
+    /// Status polls per second all consents together may use (a share of the provider rate
+    /// limit); with many consents the poll interval grows to stay within it.
+    pub consent_poll_rate: f64,
+}
+
+impl Settings {
+    /// Whether the provider at `url` may be called: same scheme, host, port and path as an
+    /// allowed one (a trailing slash aside).
+    pub fn allows_provider(&self, url: &Url) -> bool {
+        let key = |u: &Url| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_ascii_lowercase),
+                u.port_or_known_default(),
+                u.path().trim_end_matches('/').to_string(),
+            )
+        };
+        self.allowed_providers.iter().any(|a| key(a) == key(url))
+    }
+
+    /// The allowed providers, for messages.
+    pub fn allowed_providers_text(&self) -> String {
+        self.allowed_providers
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/'))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Provider API client.
+    pub provider: ProviderClient,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Settings.
+    pub settings: Settings,
+    /// True once the controller has started watching.
+    pub ready: AtomicBool,
+    /// When each consent is next polled at the provider. Kept in memory, not in status, so
+    /// that polls that find nothing new cost no API-server write.
+    pub(crate) consent_polls: PollBook,
+    /// Makes signing keys, one at a time, off the reconcilers.
+    pub(crate) keygen: KeyGenerator,
+}
+
+impl Context {
+    /// Builds the context; events are reported as `tpp-operator`.
+    pub fn new(
+        client: Client,
+        provider: ProviderClient,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "tpp-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            provider,
+            metrics,
+            clock: Arc::new(SystemClock),
+            settings,
+            ready: AtomicBool::new(false),
+            consent_polls: PollBook::default(),
+            keygen: KeyGenerator::start(),
+        }
+    }
+
+    /// The same context with another clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_providers_may_be_called() {
+        let settings = Settings {
+            default_provider_url: "https://bank.example".parse().unwrap(),
+            allowed_providers: vec![
+                "https://bank.example".parse().unwrap(),
+                "https://sandbox.bank.example/api/".parse().unwrap(),
+            ],
+            namespaces: vec![],
+            public_url: None,
+            consent_poll_interval: Duration::from_secs(10),
+            consent_poll_rate: 1.0,
+        };
+        let allows = |u: &str| settings.allows_provider(&u.parse().unwrap());
+        assert!(allows("https://bank.example/"));
+        assert!(allows("https://BANK.example:443"));
+        assert!(allows("https://sandbox.bank.example/api"));
+        assert!(!allows("http://bank.example"));
+        assert!(!allows("https://bank.example.evil.io"));
+        assert!(!allows("https://bank.example:8443"));
+        assert!(!allows("https://sandbox.bank.example/other"));
+        assert!(!allows("https://attacker@evil.io"));
+    }
+}

@@ -1,0 +1,108 @@
+//! The JWKS: every published signing key, and one registration's keys (the URL the provider is
+//! given). Reads come from the API server's watch cache, never a quorum read per anonymous
+//! request, and the list of every registration is kept for a few seconds.
+
+use super::HttpState;
+use crate::api::names::{is_dns1123_label, is_dns1123_subdomain};
+use crate::api::{PublishedKey, TppRegistration};
+use crate::signing::{Jwk, Jwks};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kube::api::{Api, ListParams};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the list of every registration's keys is served before it is read again.
+const ALL_KEYS_TTL: Duration = Duration::from_secs(5);
+
+/// The last list of every key; the lock makes concurrent requests share one read.
+#[derive(Default)]
+pub(super) struct Cache(tokio::sync::Mutex<Option<(Instant, Arc<Jwks>)>>);
+
+fn jwk(key: &PublishedKey) -> Jwk {
+    Jwk {
+        kty: "RSA".into(),
+        kid: key.kid.clone(),
+        use_: "sig".into(),
+        alg: "PS256".into(),
+        n: key.modulus.clone(),
+        e: key.exponent.clone(),
+    }
+}
+
+fn keys_of(registration: &TppRegistration) -> Vec<Jwk> {
+    registration
+        .status
+        .as_ref()
+        .map(|s| s.signing_keys.iter().map(jwk).collect())
+        .unwrap_or_default()
+}
+
+fn unavailable(e: kube::Error) -> Response {
+    tracing::warn!(error = %e, "cannot read TppRegistrations for the JWKS");
+    (StatusCode::SERVICE_UNAVAILABLE, "cannot read the keys now").into_response()
+}
+
+/// Every published key of every registration (kids are unique: they are thumbprints or chosen
+/// by the TPP).
+pub(super) async fn all_keys(State(state): State<HttpState>) -> Response {
+    let mut cached = state.jwks.0.lock().await;
+    if let Some((at, keys)) = cached.as_ref() {
+        if at.elapsed() < ALL_KEYS_TTL {
+            return Json(keys.as_ref().clone()).into_response();
+        }
+    }
+    let ctx = &state.ctx;
+    let apis: Vec<Api<TppRegistration>> = if ctx.settings.namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        ctx.settings
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .collect()
+    };
+    let mut keys: Vec<Jwk> = Vec::new();
+    for api in apis {
+        match api.list(&ListParams::default().match_any()).await {
+            Ok(list) => keys.extend(list.items.iter().flat_map(keys_of)),
+            Err(e) => return unavailable(e),
+        }
+    }
+    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+    keys.dedup_by(|a, b| a.kid == b.kid);
+    let keys = Arc::new(Jwks { keys });
+    *cached = Some((Instant::now(), keys.clone()));
+    Json(keys.as_ref().clone()).into_response()
+}
+
+/// The keys of one registration. The path is checked against Kubernetes' name rules before
+/// it goes near an API path (`%2F` or `%3F` must never turn into another request).
+pub(super) async fn registration_keys(
+    State(state): State<HttpState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "no such TppRegistration").into_response();
+    if !is_dns1123_label(&namespace) || !is_dns1123_subdomain(&name) {
+        return (StatusCode::BAD_REQUEST, "not a namespace and name").into_response();
+    }
+    if !state.serves(&namespace) {
+        return not_found();
+    }
+    let api: Api<TppRegistration> = Api::namespaced(state.ctx.client.clone(), &namespace);
+    let params = ListParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .match_any();
+    match api.list(&params).await {
+        Ok(list) => match list.items.first() {
+            Some(registration) => Json(Jwks {
+                keys: keys_of(registration),
+            })
+            .into_response(),
+            None => not_found(),
+        },
+        Err(e) => unavailable(e),
+    }
+}
