@@ -11,8 +11,11 @@ export TPP_CACHE="${TPP_CACHE:-$HOME/.cache/tpp-operator}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$TPP_CACHE/target}"
 
 scripts/build-testcluster.sh >&2
-cargo build --release --locked -p tpp-operator -p tpp-bench --bins >&2
-exec "$CARGO_TARGET_DIR/release/tpp-bench" \
-  --operator-bin "$CARGO_TARGET_DIR/release/tpp-operator" \
+# The operator measured is the one in the container image (and its static release build).
+scripts/image.sh --with-bench >&2
+# shellcheck source=/dev/null
+. "${TPP_IMAGE_DIR:-$TPP_CACHE/image}/image.env"
+exec "$TPP_BENCH_BIN" \
+  --operator-bin "$TPP_OPERATOR_BIN" \
   --testcluster-bin "$TPP_CACHE/bin/tpp-testcluster" \
   "$@"

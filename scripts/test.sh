@@ -56,10 +56,15 @@ stage "helm lint" "$TPP_CACHE/bin/helm" lint charts/tpp-operator
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "build tests" cargo test --workspace --locked --no-run
-# The end-to-end tests run the release binary, built as the Dockerfile builds it; the benchmark
-# is built in the same invocation so that the two share one release build.
-stage "build release binaries" cargo build --release --locked -p tpp-operator -p tpp-bench --bins
-export TPP_OPERATOR_BIN="$CARGO_TARGET_DIR/release/tpp-operator"
+# The end-to-end tests and the benchmark run the operator from the container image: scripts/image.sh
+# builds the static release binary, writes the OCI image and unpacks it again; the benchmark is built
+# in the same cargo invocation so that the two share one release build.
+export TPP_IMAGE_DIR="$TPP_CACHE/image"
+stage "build release binaries and image" scripts/image.sh --with-bench
+# shellcheck source=/dev/null
+. "$TPP_IMAGE_DIR/image.env"
+export TPP_OPERATOR_BIN TPP_BENCH_BIN
+echo "image archive: $IMAGE_ARCHIVE_BYTES bytes; root filesystem: $ROOTFS_BYTES bytes"
 stage "start test control plane" start_cluster
 # Integration tests mostly wait on timers, so more threads than cores keeps the run short.
 stage "cargo test" cargo test --workspace --locked -- --test-threads="${TPP_TEST_THREADS:-8}"
