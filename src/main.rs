@@ -11,6 +11,8 @@ use tpp_operator::leader::LeaseConfig;
 use tpp_operator::provider::{parse_base_url, ProviderClient, ProviderConfig};
 use tpp_operator::telemetry::{self, LogFormat, Metrics};
 
+mod plugin;
+
 #[derive(Parser)]
 #[command(
     name = "tpp-operator",
@@ -128,6 +130,10 @@ fn identity() -> String {
 }
 
 fn main() -> ExitCode {
+    // `kubectl tpp ...` (as kubectl-tpp, or `tpp-operator kubectl ...`): see src/plugin/.
+    if let Some(args) = plugin::invocation(&std::env::args_os().collect::<Vec<_>>()) {
+        return plugin::main(args);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Crds => match tpp_operator::api::crds_yaml() {

@@ -1,13 +1,15 @@
 //! Reading, writing and adopting the Secrets the operator owns, with server-side apply.
 
 use crate::api::names::owner_label_value;
-use crate::api::{ANNOTATION_OWNER, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::api::{SecretTemplate, ANNOTATION_OWNER, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::signing::{KeyCache, KeySource, SigningKey};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::Client;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "tpp-operator";
@@ -57,21 +59,27 @@ pub struct Owner {
     pub name: String,
     /// Owner reference to set (controller = true).
     pub reference: OwnerReference,
+    /// The owner's `spec.secretTemplate`: more labels and annotations for its Secrets.
+    pub template: SecretTemplate,
 }
 
 impl Owner {
     /// Labels every Secret of this owner carries (the owner label is bounded: long names are
     /// shortened with a hash, see `owner_label_value`).
     pub fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-            (self.label.to_string(), owner_label_value(&self.name)),
-        ])
+        let mut labels = self.template.labels.clone();
+        // The operator's own labels win over the template's.
+        labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
+        labels.insert(self.label.to_string(), owner_label_value(&self.name));
+        labels
     }
 
-    /// Annotations every Secret of this owner carries: the owner's full name.
+    /// Annotations every Secret of this owner carries: the template's and the owner's full
+    /// name.
     pub fn annotations(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(ANNOTATION_OWNER.to_string(), self.name.clone())])
+        let mut annotations = self.template.annotations.clone();
+        annotations.insert(ANNOTATION_OWNER.to_string(), self.name.clone());
+        annotations
     }
 
     /// True when `secret` was written by the operator for this owner (labels match, and the
@@ -116,6 +124,31 @@ pub fn managed_by_operator(secret: &Secret) -> bool {
         .as_ref()
         .and_then(|l| l.get(LABEL_MANAGED_BY))
         .is_some_and(|v| v == MANAGED_BY)
+}
+
+/// The signing key under `key` of a Secret (with `kid` as its key id, if given), parsed once
+/// per version of the Secret; the error is a message for the user (never key material).
+pub fn signing_key(
+    cache: &KeyCache,
+    secret: &Secret,
+    key: &str,
+    kid: Option<String>,
+) -> Result<Arc<SigningKey>, String> {
+    let pem = text_value(secret, key).map_err(|e| e.to_string())?;
+    let meta = &secret.metadata;
+    let source = KeySource {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        version: meta.resource_version.clone().unwrap_or_default(),
+        key: key.to_string(),
+        kid,
+    };
+    cache.get_or_parse(source, &pem).map_err(|e| {
+        format!(
+            "key {key:?} of Secret {}: {e}",
+            meta.name.as_deref().unwrap_or_default()
+        )
+    })
 }
 
 /// Reads one key of a Secret as trimmed text (a trailing newline from `--from-file` is dropped).
@@ -272,6 +305,30 @@ impl Secrets {
         }
     }
 
+    /// Writes the owner's current labels and annotations onto an owned Secret (its data and
+    /// owner reference as they are), after `spec.secretTemplate` changed. Secrets the owner
+    /// does not own (adopted, foreign) are left alone.
+    pub async fn refresh_metadata(&self, name: &str, owner: &Owner) -> Result<(), SecretError> {
+        match self.get(name).await? {
+            Some(s) if owner.owns(&s) => {
+                let referenced = s
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == owner.reference.uid);
+                let data = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect();
+                self.apply_unchecked(name, owner, data, referenced).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Keeps an owned Secret beyond its owner's life: re-applies it without the owner
     /// reference so garbage collection leaves it alone.
     pub async fn release(&self, name: &str, owner: &Owner) -> Result<bool, SecretError> {
@@ -300,6 +357,7 @@ mod tests {
             label: crate::api::LABEL_REGISTRATION,
             name: "acme".into(),
             reference: OwnerReference::default(),
+            template: SecretTemplate::default(),
         }
     }
 
@@ -343,6 +401,29 @@ mod tests {
         )));
         assert!(!o.owns(&secret(&[(crate::api::LABEL_REGISTRATION, "acme")], &[])));
         assert!(!o.owns(&secret(&[], &[])));
+    }
+
+    #[test]
+    fn the_template_adds_labels_but_never_replaces_the_operators() {
+        let o = Owner {
+            template: SecretTemplate {
+                labels: BTreeMap::from([
+                    ("team".to_string(), "payments".to_string()),
+                    (LABEL_MANAGED_BY.to_string(), "someone-else".to_string()),
+                ]),
+                annotations: BTreeMap::from([(
+                    "reloader.stakater.com/match".to_string(),
+                    "true".to_string(),
+                )]),
+            },
+            ..owner()
+        };
+        let labels = o.labels();
+        assert_eq!(labels["team"], "payments");
+        assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
+        assert_eq!(labels[crate::api::LABEL_REGISTRATION], "acme");
+        assert_eq!(o.annotations()["reloader.stakater.com/match"], "true");
+        assert_eq!(o.annotations()[ANNOTATION_OWNER], "acme");
     }
 
     #[test]

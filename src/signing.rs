@@ -27,34 +27,37 @@ pub enum SigningError {
     Crypto(String),
 }
 
-/// A public key as a JSON Web Key, as published in the JWKS.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Jwk {
-    /// Key type, `RSA`.
-    pub kty: String,
-    /// Key id.
-    pub kid: String,
-    /// Use, `sig`.
-    #[serde(rename = "use")]
-    pub use_: String,
-    /// Algorithm, `PS256`.
-    pub alg: String,
-    /// Modulus, base64url without padding.
-    pub n: String,
-    /// Public exponent, base64url without padding.
-    pub e: String,
-}
-
+/// A public key as a JSON Web Key, as published in the JWKS (jsonwebtoken's type).
+pub type Jwk = jsonwebtoken::jwk::Jwk;
 /// A JSON Web Key Set.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Jwks {
-    /// The keys.
-    pub keys: Vec<Jwk>,
+pub type Jwks = jsonwebtoken::jwk::JwkSet;
+
+/// The JWK of an RSA public key for PS256 signatures: `kty`, `kid`, `use: sig`, `alg: PS256`,
+/// `n`, `e` (base64url without padding).
+pub fn rsa_jwk(kid: &str, n: &str, e: &str) -> Jwk {
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, CommonParameters, KeyAlgorithm, PublicKeyUse, RSAKeyParameters,
+        RSAKeyType,
+    };
+    Jwk {
+        common: CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(KeyAlgorithm::PS256),
+            key_id: Some(kid.to_string()),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
+            key_type: RSAKeyType::RSA,
+            n: n.to_string(),
+            e: e.to_string(),
+        }),
+    }
 }
 
-/// An RSA signing key with its key id.
+/// An RSA signing key with its key id, parsed once: signing needs no further parsing.
 pub struct SigningKey {
     pair: KeyPair,
+    encoding: jsonwebtoken::EncodingKey,
     kid: String,
 }
 
@@ -71,7 +74,7 @@ impl SigningKey {
     pub fn generate() -> Result<Self, SigningError> {
         let pair =
             KeyPair::generate(KeySize::Rsa2048).map_err(|e| SigningError::Crypto(e.to_string()))?;
-        Ok(Self::with_thumbprint(pair))
+        Self::with_thumbprint(pair)
     }
 
     /// Reads a PEM private key; `kid` overrides the thumbprint (use the one registered with the
@@ -89,20 +92,26 @@ impl SigningKey {
         if bits < 2048 {
             return Err(SigningError::TooShort(bits));
         }
-        let mut key = Self::with_thumbprint(pair);
+        let mut key = Self::with_thumbprint(pair)?;
         if let Some(kid) = kid.map(str::trim).filter(|k| !k.is_empty()) {
             key.kid = kid.to_string();
         }
         Ok(key)
     }
 
-    fn with_thumbprint(pair: KeyPair) -> Self {
+    fn with_thumbprint(pair: KeyPair) -> Result<Self, SigningError> {
         let (n, e) = components(&pair);
-        // RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
-        let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
-        let kid = URL_SAFE_NO_PAD.encode(digest.as_ref());
-        SigningKey { pair, kid }
+        let crypto = |e: jsonwebtoken::errors::Error| SigningError::Crypto(e.to_string());
+        let kid = rsa_jwk("", &n, &e)
+            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .map_err(crypto)?;
+        let pem = pem_encode("PRIVATE KEY", &pkcs8_der(&pair)?);
+        let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(crypto)?;
+        Ok(SigningKey {
+            pair,
+            encoding,
+            kid,
+        })
     }
 
     /// The key id.
@@ -110,37 +119,35 @@ impl SigningKey {
         &self.kid
     }
 
+    /// The public modulus and exponent, base64url without padding.
+    pub fn public_components(&self) -> (String, String) {
+        components(&self.pair)
+    }
+
     /// The public key as a JWK for PS256 signatures.
     pub fn jwk(&self) -> Jwk {
         let (n, e) = components(&self.pair);
-        Jwk {
-            kty: "RSA".into(),
-            kid: self.kid.clone(),
-            use_: "sig".into(),
-            alg: "PS256".into(),
-            n,
-            e,
-        }
+        rsa_jwk(&self.kid, &n, &e)
     }
 
     /// The private key as PKCS#8 PEM, for the signing-key Secret.
     pub fn to_pkcs8_pem(&self) -> Result<String, SigningError> {
-        let der = self
-            .pair
-            .as_der()
-            .map_err(|e| SigningError::Crypto(e.to_string()))?;
-        Ok(pem_encode("PRIVATE KEY", der.as_ref()))
+        Ok(pem_encode("PRIVATE KEY", &pkcs8_der(&self.pair)?))
     }
 
     /// Signs `claims` as a compact JWT with header `{"alg":"PS256","kid":..,"typ":"JWT"}`.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, SigningError> {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
         header.kid = Some(self.kid.clone());
-        let pem = self.to_pkcs8_pem()?;
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|e| SigningError::Crypto(e.to_string()))?;
-        jsonwebtoken::encode(&header, claims, &key).map_err(|e| SigningError::Crypto(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| SigningError::Crypto(e.to_string()))
     }
+}
+
+fn pkcs8_der(pair: &KeyPair) -> Result<Vec<u8>, SigningError> {
+    AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(pair)
+        .map(|der| der.as_ref().to_vec())
+        .map_err(|e| SigningError::Crypto(e.to_string()))
 }
 
 fn components(pair: &KeyPair) -> (String, String) {
@@ -153,6 +160,66 @@ fn components(pair: &KeyPair) -> (String, String) {
 fn pem_encode(label: &str, der: &[u8]) -> String {
     let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
     pem::encode_config(&pem::Pem::new(label, der), config)
+}
+
+/// Parsed signing keys by the Secret they came from, so that a key is parsed once per version
+/// of its Secret, not at every reconcile (parsing an RSA key and deriving its thumbprint costs
+/// more than the rest of a routine refresh).
+#[derive(Default)]
+pub struct KeyCache(
+    std::sync::Mutex<std::collections::HashMap<KeySource, std::sync::Arc<SigningKey>>>,
+);
+
+/// Where a key was read: the Secret's namespace, name and resourceVersion, and the key inside.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeySource {
+    /// Namespace of the Secret.
+    pub namespace: String,
+    /// Name of the Secret.
+    pub name: String,
+    /// Its resourceVersion when read: a new version is parsed anew.
+    pub version: String,
+    /// The key holding the PEM and the kid override, if any.
+    pub key: String,
+    /// The kid override, if any.
+    pub kid: Option<String>,
+}
+
+impl KeyCache {
+    /// The key from `source`, parsed from `pem` only if this version was not parsed before.
+    pub fn get_or_parse(
+        &self,
+        source: KeySource,
+        pem: &str,
+    ) -> Result<std::sync::Arc<SigningKey>, SigningError> {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = cache.get(&source) {
+            return Ok(key.clone());
+        }
+        let key = std::sync::Arc::new(SigningKey::from_pem(pem, source.kid.as_deref())?);
+        // One entry per Secret: older versions go.
+        cache.retain(|s, _| s.namespace != source.namespace || s.name != source.name);
+        cache.insert(source, key.clone());
+        Ok(key)
+    }
+
+    /// Forgets the keys of a Secret (its owner was deleted).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s, _| s.namespace != namespace || s.name != name);
+    }
+
+    /// How many keys are kept.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when no key is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The `claims.id_token.openbanking_intent_id` member of a request object.
@@ -236,21 +303,54 @@ mod tests {
 
     #[test]
     fn jwk_has_the_fields_the_provider_needs() {
-        let jwk = key().jwk();
+        let json = serde_json::to_value(key().jwk()).unwrap();
         assert_eq!(
-            (jwk.kty.as_str(), jwk.use_.as_str(), jwk.alg.as_str()),
-            ("RSA", "sig", "PS256")
+            (&json["kty"], &json["use"], &json["alg"]),
+            (&"RSA".into(), &"sig".into(), &"PS256".into())
         );
-        assert_eq!(jwk.e, "AQAB");
+        assert_eq!(json["e"], "AQAB");
         assert_eq!(
-            URL_SAFE_NO_PAD.decode(&jwk.n).unwrap().len(),
+            URL_SAFE_NO_PAD
+                .decode(json["n"].as_str().unwrap())
+                .unwrap()
+                .len(),
             256,
             "2048-bit modulus"
         );
-        let json = serde_json::to_value(&jwk).unwrap();
-        assert_eq!(json["use"], "sig");
-        assert_eq!(jwk.kid, key().kid());
-        assert_eq!(jwk.kid.len(), 43, "base64url SHA-256 thumbprint");
+        assert_eq!(json["kid"], key().kid());
+        assert_eq!(key().kid().len(), 43, "base64url SHA-256 thumbprint");
+    }
+
+    #[test]
+    fn keys_are_parsed_once_per_secret_version() {
+        let cache = KeyCache::default();
+        let pem = key().to_pkcs8_pem().unwrap();
+        let source = |version: &str| KeySource {
+            namespace: "ns".into(),
+            name: "k".into(),
+            version: version.into(),
+            key: "private_key".into(),
+            kid: None,
+        };
+        let a = cache.get_or_parse(source("1"), &pem).unwrap();
+        // The same version is not parsed again (garbage would fail to parse).
+        let b = cache.get_or_parse(source("1"), "garbage").unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert!(cache.get_or_parse(source("2"), "garbage").is_err());
+        cache.get_or_parse(source("3"), &pem).unwrap();
+        assert_eq!(cache.len(), 1, "one entry per Secret");
+        cache.forget("ns", "k");
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc_7638() {
+        // The example of RFC 7638, section 3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let thumbprint = rsa_jwk("2011-04-29", n, "AQAB")
+            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .unwrap();
+        assert_eq!(thumbprint, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]

@@ -70,3 +70,50 @@ fn crds_carry_the_contract() {
         assert_eq!(names, columns, "{kind} default printer columns");
     }
 }
+
+#[test]
+fn schemas_use_only_formats_the_api_server_knows_and_conditions_merge_by_type() {
+    let yaml = tpp_operator::api::crds_yaml().expect("CRDs render");
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
+        .collect();
+    // What kube-apiserver validates without "unrecognized format" warnings.
+    let known = [
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "date",
+        "date-time",
+        "password",
+    ];
+    fn formats<'a>(v: &'a serde_yaml::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v.as_str()) {
+                        (Some("format"), Some(f)) => out.push(f),
+                        _ => formats(v, out),
+                    }
+                }
+            }
+            serde_yaml::Value::Sequence(s) => s.iter().for_each(|v| formats(v, out)),
+            _ => {}
+        }
+    }
+    for crd in &docs {
+        let mut found = Vec::new();
+        formats(crd, &mut found);
+        for f in found {
+            assert!(known.contains(&f), "unrecognized format {f:?}");
+        }
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+            ["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"].as_str(), Some("map"));
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"][0].as_str(),
+            Some("type")
+        );
+    }
+}

@@ -684,7 +684,7 @@ async fn generated_signing_key_is_stored_published_and_rotated() {
     assert_eq!(jwk["kid"], key.kid());
     assert_eq!(st.signing_keys.len(), 1);
     assert_eq!(st.signing_keys[0].kid, key.kid());
-    assert_eq!(st.signing_keys[0].modulus, key.jwk().n);
+    assert_eq!(st.signing_keys[0].modulus, key.public_components().0);
     assert_eq!(
         st.jwks_url.as_deref(),
         Some(format!("https://tpp.example/jwks/{}/acme", e.ns).as_str())
@@ -765,7 +765,7 @@ async fn supplied_signing_key_is_used_and_a_bad_one_reported_without_stopping_to
         .await;
     let st = e.wait_ready("good", "True", "TokenRefreshed", 30).await;
     assert_eq!(st.signing_keys[0].kid, "registered-kid");
-    assert_eq!(st.signing_keys[0].modulus, key.jwk().n);
+    assert_eq!(st.signing_keys[0].modulus, key.public_components().0);
     let st = e.wait_ready("bad", "False", "InvalidSigningKey", 30).await;
     let msg = ready_message(&st);
     assert!(msg.contains("bad-key"), "{msg}");
@@ -1164,5 +1164,91 @@ async fn after_expiry_retries_stay_short_and_dead_tokens_are_refused() {
     let made = e.fake.calls().client_token - calls;
     assert!(made <= 4, "{made} token calls in ~10 s for dead tokens");
     e.fake.clear_faults();
+    op.stop().await;
+}
+
+// --- Fit: labels and annotations for the tools that select Secrets ---
+
+#[tokio::test]
+async fn the_secret_template_labels_every_secret_and_follows_changes() {
+    let e = env("template", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create(
+        "acme",
+        json!({"secretTemplate": {
+            "labels": {"team": "payments", "backup": "daily"},
+            "annotations": {"reloader.stakater.com/match": "true"},
+        }}),
+    )
+    .await;
+    e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
+    let secrets: Api<Secret> = Api::namespaced(e.client.clone(), &e.ns);
+    let names = ["acme-credentials", "acme-token", "acme-signing-key"];
+    let labelled = |label: &'static str, value: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            for name in names {
+                let s = secrets.get_opt(name).await.ok()??;
+                let labels = s.metadata.labels.unwrap_or_default();
+                if labels.get(label).map(String::as_str) != Some(value)
+                    || labels
+                        .get("app.kubernetes.io/managed-by")
+                        .map(String::as_str)
+                        != Some("tpp-operator")
+                {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || labelled("team", "payments"))
+            .await
+            .is_some(),
+        "every Secret carries the template's labels next to the operator's"
+    );
+    let token = secrets.get("acme-token").await.expect("token");
+    assert_eq!(
+        token.metadata.annotations.unwrap_or_default()["reloader.stakater.com/match"],
+        "true"
+    );
+    // A changed template reaches the Secrets without waiting for a refresh.
+    e.api
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secretTemplate": {"labels": {"team": "treasury", "backup": null}}}})),
+        )
+        .await
+        .expect("patch");
+    assert!(
+        wait_for(Duration::from_secs(30), || labelled("team", "treasury"))
+            .await
+            .is_some(),
+        "the new label reached every Secret"
+    );
+    let token = secrets.get("acme-token").await.expect("token");
+    assert!(!token
+        .metadata
+        .labels
+        .unwrap_or_default()
+        .contains_key("backup"));
+    assert_eq!(
+        e.fake.calls().client_token,
+        1,
+        "no token call for a label change"
+    );
+    // The operator's own labels cannot be set through the template.
+    let err = e
+        .api
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secretTemplate": {"labels": {"app.kubernetes.io/managed-by": "me"}}}})),
+        )
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("operator owns them"), "{err}");
     op.stop().await;
 }

@@ -71,7 +71,7 @@ fn another_key_with_the_same_kid_does_not_verify() {
     let (key, jwt, _) = signed();
     let other = SigningKey::generate().expect("key");
     let mut jwk = other.jwk();
-    jwk.kid = key.kid().to_string();
+    jwk.common.key_id = Some(key.kid().to_string());
     let jwks = serde_json::to_value(Jwks { keys: vec![jwk] }).unwrap();
     assert_eq!(
         verify_request_object(&jwks, &jwt),

@@ -1,6 +1,6 @@
 //! `AccountConsent`: an account-access consent at the provider and the customer token it yields.
 
-use super::{ConsentStatus, DeletionPolicy};
+use super::{ConsentStatus, DeletionPolicy, SecretTemplate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,11 @@ pub struct AccountConsentSpec {
     /// Secret; Retain revokes nothing and keeps the Secret.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Labels and annotations to add to the customer token and hand-off Secrets the operator writes (for Reloader,
+    /// Argo CD, Velero, policy engines...). Changing it updates those Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_template: Option<SecretTemplate>,
 }
 
 /// A reference to an object in the same namespace.
@@ -118,6 +123,7 @@ pub struct AccountConsentStatus {
     pub observed_generation: Option<i64>,
     /// Ready tells whether the customer token Secret is usable; its reason and message say why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// ConsentId issued by the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +182,7 @@ pub struct AccountConsentStatus {
     pub next_check_at: Option<Time>,
     /// Failed attempts since the last success.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int32"))]
     pub consecutive_failures: u32,
     /// The last failure, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]

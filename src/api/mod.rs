@@ -12,9 +12,10 @@ pub use conditions::*;
 pub use consent_status::ConsentStatus;
 pub use tpp_registration::*;
 
-use kube::CustomResourceExt;
+use kube::{CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// API group of every custom resource of this operator.
 pub const GROUP: &str = "tpp-operator.dev";
@@ -69,6 +70,32 @@ pub struct SecretKeyRef {
     #[serde(default = "default_signature_key")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
+}
+
+/// Labels and annotations added to every Secret the operator writes for an object, for the
+/// tools that select Secrets by them (Reloader, Argo CD, Velero, Kyverno). They never replace
+/// the operator's own labels (`app.kubernetes.io/managed-by`, `tpp-operator.dev/*`), and a
+/// change is applied to the Secrets at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("!has(self.labels) || !self.labels.exists(k, k == 'app.kubernetes.io/managed-by' || k.startsWith('tpp-operator.dev/'))").message("secretTemplate.labels cannot set app.kubernetes.io/managed-by or tpp-operator.dev/ labels: the operator owns them"),
+    validation = Rule::new("!has(self.annotations) || !self.annotations.exists(k, k.startsWith('tpp-operator.dev/'))").message("secretTemplate.annotations cannot set tpp-operator.dev/ annotations: the operator owns them")
+)]
+pub struct SecretTemplate {
+    /// Labels for the Secrets (keys must be valid label keys).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"}
+    ))]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations for the Secrets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = {"type": "string", "maxLength": 4096}
+    ))]
+    pub annotations: BTreeMap<String, String>,
 }
 
 fn default_signature_key() -> String {

@@ -1,6 +1,6 @@
 //! `TppRegistration`: one registration of the organisation with an Open Banking provider.
 
-use super::{DeletionPolicy, SecretKeyRef};
+use super::{DeletionPolicy, SecretKeyRef, SecretTemplate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,11 @@ pub struct TppRegistrationSpec {
     /// (default) or Retain.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Labels and annotations to add to the credentials, token and signing-key Secrets the operator writes (for Reloader,
+    /// Argo CD, Velero, policy engines...). Changing it updates those Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_template: Option<SecretTemplate>,
 
     /// The Secret holding the RSA private key that signs authorisation request objects (PEM,
     /// PKCS#8 or PKCS#1, 2048 bits or more) and, optionally, its key id. Unset: the operator
@@ -244,6 +249,7 @@ pub struct TppRegistrationStatus {
     pub observed_generation: Option<i64>,
     /// Ready tells whether apps can use the token Secret; its reason and message say why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// The provider this object is registered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,6 +4,7 @@
 use super::consent::polling::PollBook;
 use super::registration::keygen::KeyGenerator;
 use crate::provider::ProviderClient;
+use crate::signing::KeyCache;
 use crate::telemetry::Metrics;
 use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
@@ -115,6 +116,8 @@ pub struct Context {
     pub(crate) consent_polls: PollBook,
     /// Makes signing keys, one at a time, off the reconcilers.
     pub(crate) keygen: KeyGenerator,
+    /// Signing keys parsed once per version of their Secret.
+    pub(crate) keys: KeyCache,
 }
 
 impl Context {
@@ -139,6 +142,7 @@ impl Context {
             ready: AtomicBool::new(false),
             consent_polls: PollBook::default(),
             keygen: KeyGenerator::start(),
+            keys: KeyCache::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use super::report::{set_ready, truncate, unchanged, Outcome};
 use super::schedule::{backoff, ceil_second, FailureKind};
 use super::time::{add, wait_until};
 use super::Context;
-use crate::api::{contract::rfc3339, reason, FINALIZER};
+use crate::api::{contract::rfc3339, reason, SecretTemplate, FINALIZER};
 use crate::secrets::{Owner, Secrets, FIELD_MANAGER};
 use crate::telemetry::ObjectLabels;
 use futures::FutureExt;
@@ -59,6 +59,12 @@ pub(crate) trait Reconciled:
 
     /// The stored status.
     fn status(&self) -> Option<&Self::Status>;
+    /// Labels and annotations for the Secrets written for it.
+    fn secret_template(&self) -> Option<&SecretTemplate>;
+    /// The Secrets the operator may have written for it, for metadata updates.
+    fn secret_names(&self) -> Vec<String>;
+    /// The generation its status describes.
+    fn observed_generation(status: &Self::Status) -> Option<i64>;
     /// Its conditions.
     fn conditions(status: &Self::Status) -> &[Condition];
     /// Its conditions, to change them.
@@ -131,6 +137,13 @@ async fn apply<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result
         return Ok(Action::await_change());
     };
     let mut run = Run::new(&obj, ctx, api.clone())?;
+    let observed = K::observed_generation(&run.written);
+    if observed.is_some() && obj.meta().generation != observed {
+        // The spec changed; its secretTemplate may have: the Secrets follow at once.
+        for name in obj.secret_names() {
+            run.secrets.refresh_metadata(&name, &run.owner).await?;
+        }
+    }
     let outcome = match K::apply(&mut run).await {
         Ok(outcome) | Err(Halt::Report(outcome)) => outcome,
         Err(Halt::Fail(e)) => return Err(e),
@@ -210,6 +223,7 @@ impl<'a, K: Reconciled> Run<'a, K> {
                 label: K::OWNER_LABEL,
                 name: name.clone(),
                 reference,
+                template: obj.secret_template().cloned().unwrap_or_default(),
             },
             status: written.clone(),
             written,

@@ -234,7 +234,7 @@ async fn run_scope(
         .touched_objects()
     };
 
-    let registrations = Controller::new(
+    let registrations = stripped_controller(
         scoped::<TppRegistration>(&client, &namespace),
         watcher::Config::default().any_semantic(),
     );
@@ -246,7 +246,7 @@ async fn run_scope(
         .run(reconcile::<TppRegistration>, error_policy, ctx.clone())
         .for_each(log_loop_error);
 
-    let consents = Controller::new(
+    let consents = stripped_controller(
         scoped::<AccountConsent>(&client, &namespace),
         watcher::Config::default().any_semantic(),
     );
@@ -271,6 +271,28 @@ async fn run_scope(
         .run(reconcile::<AccountConsent>, error_policy, ctx)
         .for_each(log_loop_error);
     futures::future::join(registrations, consents).await;
+}
+
+/// A controller whose store holds its objects without `managedFields`: the reconcilers read
+/// each object afresh anyway, and the field-ownership records of every manager (kubectl, this
+/// operator's status writes) would otherwise be most of each cached object.
+fn stripped_controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .touched_objects();
+    Controller::for_stream(stream, reader)
 }
 
 /// Reconciles run at most this many at a time per kind and scope: enough to keep the provider

@@ -5,7 +5,7 @@
 use super::HttpState;
 use crate::api::names::{is_dns1123_label, is_dns1123_subdomain};
 use crate::api::{PublishedKey, TppRegistration};
-use crate::signing::{Jwk, Jwks};
+use crate::signing::{rsa_jwk, Jwk, Jwks};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -22,14 +22,7 @@ const ALL_KEYS_TTL: Duration = Duration::from_secs(5);
 pub(super) struct Cache(tokio::sync::Mutex<Option<(Instant, Arc<Jwks>)>>);
 
 fn jwk(key: &PublishedKey) -> Jwk {
-    Jwk {
-        kty: "RSA".into(),
-        kid: key.kid.clone(),
-        use_: "sig".into(),
-        alg: "PS256".into(),
-        n: key.modulus.clone(),
-        e: key.exponent.clone(),
-    }
+    rsa_jwk(&key.kid, &key.modulus, &key.exponent)
 }
 
 fn keys_of(registration: &TppRegistration) -> Vec<Jwk> {
@@ -71,8 +64,8 @@ pub(super) async fn all_keys(State(state): State<HttpState>) -> Response {
             Err(e) => return unavailable(e),
         }
     }
-    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
-    keys.dedup_by(|a, b| a.kid == b.kid);
+    keys.sort_by(|a, b| a.common.key_id.cmp(&b.common.key_id));
+    keys.dedup_by(|a, b| a.common.key_id == b.common.key_id);
     let keys = Arc::new(Jwks { keys });
     *cached = Some((Instant::now(), keys.clone()));
     Json(keys.as_ref().clone()).into_response()

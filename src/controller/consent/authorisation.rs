@@ -120,7 +120,7 @@ impl ConsentRun<'_> {
         &mut self,
         registration: &RegistrationView,
     ) -> Step<Result<(), String>> {
-        let key = match registration.signing_key().await? {
+        let key = match registration.signing_key(&self.ctx.keys).await? {
             Ok(k) => k,
             Err(e) => {
                 return Ok(Err(format!(

@@ -30,6 +30,7 @@ pub fn handoff_secret(consent: &AccountConsent, handoff: &Handoff) -> Option<Sec
         label: LABEL_CONSENT,
         name: consent.meta().name.clone()?,
         reference: consent.controller_owner_ref(&())?,
+        template: consent.spec.secret_template.clone().unwrap_or_default(),
     };
     Some(Secret {
         metadata: ObjectMeta {

@@ -21,7 +21,8 @@ use super::report::Outcome;
 use super::time::earliest;
 use crate::api::contract::{handoff as handoff_keys, rfc3339};
 use crate::api::{
-    reason, AccountConsent, AccountConsentStatus, ConsentStatus, ANNOTATION_OWNER, LABEL_CONSENT,
+    reason, AccountConsent, AccountConsentStatus, ConsentStatus, SecretTemplate, ANNOTATION_OWNER,
+    LABEL_CONSENT,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
@@ -41,6 +42,18 @@ impl Reconciled for AccountConsent {
 
     fn status(&self) -> Option<&AccountConsentStatus> {
         self.status.as_ref()
+    }
+
+    fn secret_template(&self) -> Option<&SecretTemplate> {
+        self.spec.secret_template.as_ref()
+    }
+
+    fn secret_names(&self) -> Vec<String> {
+        vec![self.token_secret_name()]
+    }
+
+    fn observed_generation(status: &AccountConsentStatus) -> Option<i64> {
+        status.observed_generation
     }
 
     fn conditions(status: &AccountConsentStatus) -> &[Condition] {

@@ -9,10 +9,11 @@ use crate::controller::time::add;
 use crate::controller::Settings;
 use crate::provider::{parse_base_url, ClientCredentials, Sensitive};
 use crate::secrets::{text_value, Secrets};
-use crate::signing::SigningKey;
+use crate::signing::{KeyCache, SigningKey};
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -147,7 +148,8 @@ impl RegistrationView {
     /// error is a message for the user.
     pub async fn signing_key(
         &self,
-    ) -> Result<Result<SigningKey, String>, crate::secrets::SecretError> {
+        keys: &KeyCache,
+    ) -> Result<Result<Arc<SigningKey>, String>, crate::secrets::SecretError> {
         let name = self.obj.signing_key_secret_name();
         let Some(secret) = self.secrets.get(&name).await? else {
             return Ok(Err(format!(
@@ -161,10 +163,7 @@ impl RegistrationView {
             ),
             None => (signing_key::PRIVATE_KEY, None),
         };
-        let key = match text_value(&secret, pem_key)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| SigningKey::from_pem(&pem, kid.as_deref()).map_err(|e| e.to_string()))
-        {
+        let key = match crate::secrets::signing_key(keys, &secret, pem_key, kid) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };

@@ -25,6 +25,9 @@ pub(super) async fn cleanup(run: &mut RegistrationRun<'_>) -> Result<()> {
         }
     }
     run.ctx.metrics.registration.forget(&run.labels());
+    run.ctx
+        .keys
+        .forget(&run.namespace, &obj.signing_key_secret_name());
     if !touched.is_empty() {
         let verb = match obj.spec.deletion_policy {
             DeletionPolicy::Delete => "Deleted",

@@ -188,12 +188,14 @@ impl RegistrationRun<'_> {
         )
     }
 
-    /// Stores fresh credentials; retried a few times because they exist nowhere else.
+    /// Stores fresh credentials; retried a few times (0.4 s doubling) because they exist
+    /// nowhere else. A Secret of that name owned by someone else is not retried.
     async fn write_credentials(
         &self,
         name: &str,
         issued: &ClientCredentials,
     ) -> Result<(), SecretError> {
+        use backon::{ExponentialBuilder, Retryable};
         let data = BTreeMap::from([
             (credentials::CLIENT_ID.to_string(), issued.client_id.clone()),
             (
@@ -201,22 +203,17 @@ impl RegistrationRun<'_> {
                 issued.certificate.expose().to_string(),
             ),
         ]);
-        let mut attempt = 0;
-        loop {
-            match self.secrets.apply(name, &self.owner, data.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e @ SecretError::NotOwned { .. }) => return Err(e),
-                Err(e) if attempt >= 4 => {
-                    tracing::error!(error = %e, "could not store the credentials issued at registration");
-                    return Err(e);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "storing credentials failed; retrying");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-            }
-        }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(400))
+            .with_max_times(4);
+        (|| self.secrets.apply(name, &self.owner, data.clone()))
+            .retry(backoff)
+            .when(|e| !matches!(e, SecretError::NotOwned { .. }))
+            .notify(|e, _| tracing::warn!(error = %e, "storing credentials failed; retrying"))
+            .await
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "could not store the credentials issued at registration")
+            })
     }
 
     /// Reads the signature certificate; the inner error is a message for the user.

@@ -18,7 +18,9 @@ use super::error::{Result, Step};
 use super::frame::{FailureFields, Reconciled, Run};
 use super::report::Outcome;
 use super::time::earliest;
-use crate::api::{reason, TppRegistration, TppRegistrationStatus, LABEL_REGISTRATION};
+use crate::api::{
+    reason, SecretTemplate, TppRegistration, TppRegistrationStatus, LABEL_REGISTRATION,
+};
 use crate::provider::parse_base_url;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
@@ -34,6 +36,22 @@ impl Reconciled for TppRegistration {
 
     fn status(&self) -> Option<&TppRegistrationStatus> {
         self.status.as_ref()
+    }
+
+    fn secret_template(&self) -> Option<&SecretTemplate> {
+        self.spec.secret_template.as_ref()
+    }
+
+    fn secret_names(&self) -> Vec<String> {
+        vec![
+            self.credentials_secret_name(),
+            self.token_secret_name(),
+            self.signing_key_secret_name(),
+        ]
+    }
+
+    fn observed_generation(status: &TppRegistrationStatus) -> Option<i64> {
+        status.observed_generation
     }
 
     fn conditions(status: &TppRegistrationStatus) -> &[Condition] {

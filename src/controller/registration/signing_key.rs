@@ -4,17 +4,18 @@
 use super::keygen::KeyRequest;
 use super::plan::{key_plan, KeyPlan};
 use super::RegistrationRun;
-use crate::api::contract::signing_key;
+use crate::api::contract::signing_key as keys;
 use crate::api::{reason, PublishedKey, ANNOTATION_ROTATE_SIGNING_KEY};
 use crate::controller::error::Step;
 use crate::controller::report::Outcome;
 use crate::controller::time::add;
-use crate::secrets::{text_value, SecretError};
-use crate::signing::{Jwk, SigningKey};
+use crate::secrets::{signing_key, text_value, SecretError};
+use crate::signing::SigningKey;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a replaced public key stays in the JWKS: the life of a request object plus slack for
@@ -40,17 +41,8 @@ impl RegistrationRun<'_> {
                 ))));
             }
             (Some(reference), Some(secret)) => {
-                let pem = text_value(&secret, &reference.private_key_key);
                 let kid = text_value(&secret, &reference.kid_key).ok();
-                let loaded = pem.map_err(|e| e.to_string()).and_then(|pem| {
-                    SigningKey::from_pem(&pem, kid.as_deref()).map_err(|e| {
-                        format!(
-                            "key {:?} of Secret {secret_name}: {e}",
-                            reference.private_key_key
-                        )
-                    })
-                });
-                match loaded {
+                match signing_key(&self.ctx.keys, &secret, &reference.private_key_key, kid) {
                     Ok(key) => key,
                     Err(e) => return Ok(Some(self.signing_key_problem(e))),
                 }
@@ -69,12 +61,15 @@ impl RegistrationRun<'_> {
                 None => return Ok(None),
             },
         };
-        self.status.signing_keys = published_keys(
-            &key.jwk(),
-            &self.status.signing_keys,
-            self.now,
-            KEY_RETENTION,
-        );
+        let (modulus, exponent) = key.public_components();
+        let current = PublishedKey {
+            kid: key.kid().to_string(),
+            modulus,
+            exponent,
+            retire_at: None,
+        };
+        self.status.signing_keys =
+            published_keys(&current, &self.status.signing_keys, self.now, KEY_RETENTION);
         self.status.jwks_url = self.ctx.settings.public_url.as_ref().map(|u| {
             format!(
                 "{}/jwks/{}/{}",
@@ -92,17 +87,16 @@ impl RegistrationRun<'_> {
         &mut self,
         secret_name: &str,
         existing: Option<Secret>,
-    ) -> Option<SigningKey> {
+    ) -> Option<Arc<SigningKey>> {
         let rotate = self.annotation(ANNOTATION_ROTATE_SIGNING_KEY);
         let rotate_requested =
             rotate.is_some() && rotate != self.status.handled_rotate_signing_key.as_deref();
         let stored = existing
             .as_ref()
-            .and_then(|s| text_value(s, signing_key::PRIVATE_KEY).ok())
-            .and_then(|pem| SigningKey::from_pem(&pem, None).ok());
+            .and_then(|s| signing_key(&self.ctx.keys, s, keys::PRIVATE_KEY, None).ok());
         let published = self.status.signing_keys.first().map(|k| k.kid.clone());
         match key_plan(
-            stored.as_ref().map(SigningKey::kid),
+            stored.as_deref().map(SigningKey::kid),
             published.as_deref(),
             rotate_requested,
         ) {
@@ -167,16 +161,14 @@ impl RegistrationRun<'_> {
 /// The JWKS of a registration after a reconcile: the current key first, replaced keys kept until
 /// their retirement time (set when they are first seen replaced), expired ones dropped.
 pub fn published_keys(
-    current: &Jwk,
+    current: &PublishedKey,
     previous: &[PublishedKey],
     now: Timestamp,
     retention: Duration,
 ) -> Vec<PublishedKey> {
     let mut keys = vec![PublishedKey {
-        kid: current.kid.clone(),
-        modulus: current.n.clone(),
-        exponent: current.e.clone(),
         retire_at: None,
+        ..current.clone()
     }];
     for key in previous.iter().filter(|k| k.kid != current.kid) {
         let retire_at = key.retire_at.clone().unwrap_or(Time(add(now, retention)));
@@ -194,14 +186,12 @@ pub fn published_keys(
 mod tests {
     use super::*;
 
-    fn jwk(kid: &str) -> Jwk {
-        Jwk {
-            kty: "RSA".into(),
+    fn jwk(kid: &str) -> PublishedKey {
+        PublishedKey {
             kid: kid.into(),
-            use_: "sig".into(),
-            alg: "PS256".into(),
-            n: "n".into(),
-            e: "AQAB".into(),
+            modulus: "n".into(),
+            exponent: "AQAB".into(),
+            retire_at: None,
         }
     }
 

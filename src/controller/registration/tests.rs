@@ -1,7 +1,7 @@
 //! Reconcile tests on a scripted API server: what a registration reads and writes when its
 //! token is not due (nothing but reads), and when the injected clock reaches the refresh time.
 
-use crate::api::{RegistrationState, TppRegistration, TppRegistrationStatus};
+use crate::api::{PublishedKey, RegistrationState, TppRegistration, TppRegistrationStatus};
 use crate::controller::fixtures::{context, secret, ApiServer};
 use crate::controller::frame::reconcile;
 use crate::signing::SigningKey;
@@ -25,7 +25,13 @@ fn refreshed(issued: Timestamp, provider: &str, key: &SigningKey) -> TppRegistra
             Timestamp::from_second(issued.as_second() + s).unwrap(),
         ))
     };
-    let jwk = key.jwk();
+    let (modulus, exponent) = key.public_components();
+    let current = PublishedKey {
+        kid: key.kid().to_string(),
+        modulus,
+        exponent,
+        retire_at: None,
+    };
     let mut obj = TppRegistration::test();
     obj.status = Some(TppRegistrationStatus {
         observed_generation: Some(1),
@@ -48,7 +54,7 @@ fn refreshed(issued: Timestamp, provider: &str, key: &SigningKey) -> TppRegistra
         next_refresh_at: at(200),
         signing_key_secret: Some("acme-signing-key".into()),
         signing_keys: crate::controller::registration::published_keys(
-            &jwk,
+            &current,
             &[],
             issued,
             Duration::ZERO,
