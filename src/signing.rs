@@ -162,6 +162,9 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
+/// Most keys kept parsed at once (a parsed 2048-bit key with its encoding is a few KiB).
+const MAX_CACHED_KEYS: usize = 1024;
+
 /// Parsed signing keys by the Secret they came from, so that a key is parsed once per version
 /// of its Secret, not at every reconcile (parsing an RSA key and deriving its thumbprint costs
 /// more than the rest of a routine refresh).
@@ -197,8 +200,14 @@ impl KeyCache {
             return Ok(key.clone());
         }
         let key = std::sync::Arc::new(SigningKey::from_pem(pem, source.kid.as_deref())?);
-        // One entry per Secret: older versions go.
+        // One entry per Secret: older versions go. Bounded: with more signing registrations
+        // than that, a key is parsed again when it comes back (CPU for memory).
         cache.retain(|s, _| s.namespace != source.namespace || s.name != source.name);
+        if cache.len() >= MAX_CACHED_KEYS {
+            if let Some(victim) = cache.keys().next().cloned() {
+                cache.remove(&victim);
+            }
+        }
         cache.insert(source, key.clone());
         Ok(key)
     }

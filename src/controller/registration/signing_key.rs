@@ -15,7 +15,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a replaced public key stays in the JWKS: the life of a request object plus slack for
@@ -43,7 +42,7 @@ impl RegistrationRun<'_> {
             (Some(reference), Some(secret)) => {
                 let kid = text_value(&secret, &reference.kid_key).ok();
                 match signing_key(&self.ctx.keys, &secret, &reference.private_key_key, kid) {
-                    Ok(key) => key,
+                    Ok(key) => public_key(&key),
                     Err(e) => return Ok(Some(self.signing_key_problem(e))),
                 }
             }
@@ -61,15 +60,8 @@ impl RegistrationRun<'_> {
                 None => return Ok(None),
             },
         };
-        let (modulus, exponent) = key.public_components();
-        let current = PublishedKey {
-            kid: key.kid().to_string(),
-            modulus,
-            exponent,
-            retire_at: None,
-        };
         self.status.signing_keys =
-            published_keys(&current, &self.status.signing_keys, self.now, KEY_RETENTION);
+            published_keys(&key, &self.status.signing_keys, self.now, KEY_RETENTION);
         self.status.jwks_url = self.ctx.settings.public_url.as_ref().map(|u| {
             format!(
                 "{}/jwks/{}/{}",
@@ -87,16 +79,14 @@ impl RegistrationRun<'_> {
         &mut self,
         secret_name: &str,
         existing: Option<Secret>,
-    ) -> Option<Arc<SigningKey>> {
+    ) -> Option<PublishedKey> {
         let rotate = self.annotation(ANNOTATION_ROTATE_SIGNING_KEY);
         let rotate_requested =
             rotate.is_some() && rotate != self.status.handled_rotate_signing_key.as_deref();
-        let stored = existing
-            .as_ref()
-            .and_then(|s| signing_key(&self.ctx.keys, s, keys::PRIVATE_KEY, None).ok());
+        let stored = existing.as_ref().and_then(|s| self.stored_public_key(s));
         let published = self.status.signing_keys.first().map(|k| k.kid.clone());
         match key_plan(
-            stored.as_deref().map(SigningKey::kid),
+            stored.as_ref().map(|k| k.kid.as_str()),
             published.as_deref(),
             rotate_requested,
         ) {
@@ -110,10 +100,7 @@ impl RegistrationRun<'_> {
                 } else {
                     "Generated a signing key"
                 };
-                let kid = stored
-                    .as_ref()
-                    .map(|k| k.kid().to_string())
-                    .unwrap_or_default();
+                let kid = stored.as_ref().map(|k| k.kid.clone()).unwrap_or_default();
                 self.event(
                     EventType::Normal,
                     "SigningKeyGenerated",
@@ -136,6 +123,31 @@ impl RegistrationRun<'_> {
                 stored
             }
         }
+    }
+
+    /// The public half of a generated key from the `kid` and `jwk` the generator stored beside
+    /// it, so that a routine reconcile parses no private key; a Secret without them (written by
+    /// an older version) has its private key parsed once.
+    fn stored_public_key(&self, secret: &Secret) -> Option<PublishedKey> {
+        let kid = text_value(secret, keys::KID).ok();
+        let jwk = text_value(secret, keys::JWK)
+            .ok()
+            .and_then(|j| serde_json::from_str::<crate::signing::Jwk>(&j).ok());
+        if let (Some(kid), Some(jwk)) = (kid, jwk) {
+            if let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = jwk.algorithm {
+                if jwk.common.key_id.as_deref() == Some(kid.as_str()) {
+                    return Some(PublishedKey {
+                        kid,
+                        modulus: rsa.n,
+                        exponent: rsa.e,
+                        retire_at: None,
+                    });
+                }
+            }
+        }
+        signing_key(&self.ctx.keys, secret, keys::PRIVATE_KEY, None)
+            .ok()
+            .map(|k| public_key(&k))
     }
 
     fn signing_key_problem(&self, problem: String) -> Outcome {
@@ -223,5 +235,16 @@ mod tests {
             after.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
             ["b"]
         );
+    }
+}
+
+/// The published form of a key's public half.
+fn public_key(key: &SigningKey) -> PublishedKey {
+    let (modulus, exponent) = key.public_components();
+    PublishedKey {
+        kid: key.kid().to_string(),
+        modulus,
+        exponent,
+        retire_at: None,
     }
 }
