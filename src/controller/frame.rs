@@ -97,7 +97,10 @@ pub(crate) async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> 
         tracing::error!("reconcile panicked; reported in the object's Ready condition");
         report_panic(&*obj, &ctx).await;
     }
-    measure.finish(&result);
+    measure.finish(match &result {
+        Ok(_) => "success",
+        Err(e) => e.metric_label(),
+    });
     result
 }
 

@@ -158,12 +158,9 @@ pub struct ReconcileMeasure<'a> {
 }
 
 impl ReconcileMeasure<'_> {
-    /// Records how the reconcile ended.
-    pub fn finish<T>(mut self, result: &Result<T, crate::controller::Error>) {
-        self.result = match result {
-            Ok(_) => "success",
-            Err(e) => e.metric_label(),
-        };
+    /// Records how the reconcile ended: `success`, or the error's label.
+    pub fn finish(mut self, result: &'static str) {
+        self.result = result;
     }
 }
 

@@ -194,6 +194,17 @@ pub fn published_keys(
     keys
 }
 
+/// The published form of a key's public half.
+fn public_key(key: &SigningKey) -> PublishedKey {
+    let (modulus, exponent) = key.public_components();
+    PublishedKey {
+        kid: key.kid().to_string(),
+        modulus,
+        exponent,
+        retire_at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,16 +246,5 @@ mod tests {
             after.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
             ["b"]
         );
-    }
-}
-
-/// The published form of a key's public half.
-fn public_key(key: &SigningKey) -> PublishedKey {
-    let (modulus, exponent) = key.public_components();
-    PublishedKey {
-        kid: key.kid().to_string(),
-        modulus,
-        exponent,
-        retire_at: None,
     }
 }
