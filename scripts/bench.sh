@@ -2,7 +2,11 @@
 # The benchmark: how far one operator instance scales and what it costs (docs/benchmark.md).
 # Builds the test control plane and the release binaries if needed, then runs tpp-bench, which
 # prints a Markdown report on stdout and its progress on stderr. Any tpp-bench flag can be
-# passed, e.g. `scripts/bench.sh --sizes 100 --lifetime-registrations 100 --lifetime-seconds 60`.
+# passed (`--help` lists them). Without a scenario flag it runs N = 100, 1 000, 10 000 and the
+# short-token scenario; naming any scenario runs only those named, e.g.
+#   scripts/bench.sh --sizes 100 --lifetime-registrations 100 --lifetime-seconds 60
+#   scripts/bench.sh --registrations 10 --consents 10000           # few registrations, many consents
+#   scripts/bench.sh --steady-registrations 1000 --steady-token-seconds 300 --steady-window-seconds 600
 # It prints figures; it fails only when a run cannot finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."

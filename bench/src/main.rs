@@ -1,14 +1,24 @@
 //! tpp-bench: how far one tpp-operator instance scales and what it costs.
 //!
-//! For each size N it starts a fresh test control plane, the fake provider (with latency and a
-//! rate limit) and the operator's release binary, creates N TppRegistrations and N
-//! AccountConsents (and plays N customers authorising them), and prints what it measured: time
-//! to Ready, memory, CPU, provider calls per object, duplicate token calls, peak provider rate,
-//! the spread of scheduled refreshes, and API-server writes in a quiet window. A second scenario
-//! runs registrations with short-lived tokens for a while and counts tokens refreshed too late.
+//! Each scenario starts a fresh test control plane, the fake provider (with latency and a rate
+//! limit) and the operator's release binary, and prints a Markdown table of what it measured.
+//!
+//! - A **shape** (`--registrations R --consents C`, or `--sizes N` for R = C = N) creates R
+//!   TppRegistrations and C AccountConsents spread over them, plays the C customers authorising,
+//!   and reports time to Ready, signing keys, authorisation URLs and customer tokens, memory, CPU,
+//!   provider calls per object, duplicate token calls, peak provider rate, the spread of
+//!   scheduled refreshes, and what happens in a quiet window (API-server writes, status polls).
+//! - The **short-token** scenario (`--lifetime-registrations`) runs registrations whose tokens live
+//!   30 s for a while and counts tokens refreshed too late; the **steady** scenario
+//!   (`--steady-registrations`) does the same with realistic lifetimes and reports what one
+//!   token refresh costs: operator CPU, reconciles, API-server reads and writes.
+//!
 //! It prints figures; it does not pass or fail on them.
 
+mod metrics;
 mod procs;
+mod refresh;
+mod shape;
 mod writes;
 
 use clap::Parser;
@@ -27,41 +37,149 @@ use std::time::{Duration, Instant};
 use tpp_operator::api::{AccountConsent, TppRegistration};
 
 const NAMESPACE: &str = "bench";
+/// The signing-key Secret all registrations share with `--shared-signing-key`.
+const SHARED_KEY_SECRET: &str = "bench-signing-key";
 
 /// Command line.
 #[derive(Parser, Debug)]
-#[command(about = "Measures one tpp-operator instance at scale against the fake provider")]
-struct Args {
-    /// Numbers of TppRegistrations (and as many AccountConsents) to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
-    sizes: Vec<usize>,
+#[command(
+    about = "Measures one tpp-operator instance at scale against the fake provider",
+    long_about = "Measures one tpp-operator instance at scale against the fake provider.\n\n\
+        Scenarios: shapes (--sizes, --registrations/--consents), short-lived tokens \
+        (--lifetime-registrations) and steady refresh cost (--steady-registrations). Without any \
+        of these flags it runs --sizes 100,1000,10000 --lifetime-registrations 1000; with any of \
+        them, only the scenarios named run (e.g. --steady-registrations 1000 alone runs only \
+        that one). It prints a Markdown report on stdout and progress on stderr."
+)]
+pub struct Args {
+    /// Shapes with as many TppRegistrations as AccountConsents (one consent each), comma-separated
+    /// ("" for none).
+    #[arg(long, value_parser = parse_sizes)]
+    sizes: Option<Sizes>,
+    /// One shape: this many TppRegistrations ...
+    #[arg(long)]
+    registrations: Option<usize>,
+    /// ... and this many AccountConsents, spread round-robin over them (default: as many as
+    /// registrations; 0 measures registrations only).
+    #[arg(long, requires = "registrations")]
+    consents: Option<usize>,
+    /// Registrations use one signing key the bench supplies (spec.signingKeySecretRef) instead of
+    /// each having its own generated (~100 ms of CPU per key, one at a time).
+    #[arg(long)]
+    shared_signing_key: bool,
     /// Provider latency per answer, in milliseconds.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
     /// Requests per second the provider allows (it answers 429 above).
     #[arg(long, default_value_t = 100)]
     provider_rate: u32,
-    /// Length of the quiet window in which API-server writes are counted, in seconds.
+    /// Length of a shape's quiet window (after everything is authorised), in seconds.
     #[arg(long, default_value_t = 60)]
     steady_seconds: u64,
-    /// Registrations in the short-token scenario (0 skips it).
-    #[arg(long, default_value_t = 1000)]
-    lifetime_registrations: usize,
+    /// Registrations in the short-token scenario (0: skip it).
+    #[arg(long)]
+    lifetime_registrations: Option<usize>,
     /// Token lifetime in the short-token scenario, in seconds.
     #[arg(long, default_value_t = 30)]
     lifetime_token_seconds: u64,
-    /// How long the short-token scenario runs after all registrations are Ready, in seconds.
+    /// How long the short-token scenario measures after all registrations are Ready and have
+    /// their signing keys, in seconds.
     #[arg(long, default_value_t = 600)]
     lifetime_seconds: u64,
+    /// Registrations in the steady refresh-cost scenario (0: skip it).
+    #[arg(long)]
+    steady_registrations: Option<usize>,
+    /// Token lifetime in the steady scenario, in seconds.
+    #[arg(long, default_value_t = 300)]
+    steady_token_seconds: u64,
+    /// How long the steady scenario measures after all registrations are Ready and have their
+    /// signing keys, in seconds.
+    #[arg(long, default_value_t = 600)]
+    steady_window_seconds: u64,
     /// The operator's release binary.
     #[arg(long, env = "TPP_OPERATOR_BIN")]
     operator_bin: PathBuf,
     /// The test control plane binary (scripts/build-testcluster.sh).
     #[arg(long, env = "TPP_TESTCLUSTER")]
     testcluster_bin: PathBuf,
-    /// Give up waiting for Ready after this many seconds per phase.
+    /// Give up any one wait (for Ready, keys, URLs, authorisations) after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_seconds: u64,
+}
+
+/// A list of sizes; "" is none.
+#[derive(Clone, Debug)]
+struct Sizes(Vec<usize>);
+
+fn parse_sizes(s: &str) -> Result<Sizes, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.parse::<usize>() {
+            Ok(0) => Err("a size must be at least 1".to_string()),
+            Ok(n) => Ok(n),
+            Err(e) => Err(format!("{p}: {e}")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Sizes)
+}
+
+/// Registrations and consents of one shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub registrations: usize,
+    pub consents: usize,
+}
+
+/// What one run does.
+struct Plan {
+    shapes: Vec<Shape>,
+    lifetime: usize,
+    steady: usize,
+}
+
+fn plan(args: &Args) -> Res<Plan> {
+    let chosen = args.sizes.is_some()
+        || args.registrations.is_some()
+        || args.lifetime_registrations.is_some()
+        || args.steady_registrations.is_some();
+    if !chosen {
+        return Ok(Plan {
+            shapes: [100, 1000, 10_000]
+                .map(|n| Shape {
+                    registrations: n,
+                    consents: n,
+                })
+                .to_vec(),
+            lifetime: 1000,
+            steady: 0,
+        });
+    }
+    let mut shapes: Vec<Shape> = args
+        .sizes
+        .as_ref()
+        .map(|s| s.0.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| Shape {
+            registrations: n,
+            consents: n,
+        })
+        .collect();
+    if let Some(r) = args.registrations {
+        if r == 0 {
+            return Err("--registrations must be at least 1".into());
+        }
+        shapes.push(Shape {
+            registrations: r,
+            consents: args.consents.unwrap_or(r),
+        });
+    }
+    Ok(Plan {
+        shapes,
+        lifetime: args.lifetime_registrations.unwrap_or(0),
+        steady: args.steady_registrations.unwrap_or(0),
+    })
 }
 
 type Res<T> = Result<T, String>;
@@ -73,10 +191,17 @@ fn err<E: std::fmt::Display>(context: &'static str) -> impl Fn(E) -> String {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let plan = match plan(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tpp-bench: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     // Dropping the run on Ctrl-C or SIGTERM kills the control plane and the operator it started
     // (their handles kill on drop), so an interrupted benchmark leaves nothing running.
     tokio::select! {
-        code = run_all(&args) => code,
+        code = run_all(&args, &plan) => code,
         _ = interrupted() => {
             eprintln!("interrupted; stopping the control plane and the operator");
             std::process::ExitCode::FAILURE
@@ -95,29 +220,42 @@ async fn interrupted() {
     }
 }
 
-async fn run_all(args: &Args) -> std::process::ExitCode {
+async fn run_all(args: &Args, plan: &Plan) -> std::process::ExitCode {
     let mut failed = false;
     println!(
-        "# tpp-bench {} — provider latency {} ms, provider limit {}/s\n",
+        "# tpp-bench {} — provider latency {} ms, provider limit {}/s{}\n",
         jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
         args.latency_ms,
-        args.provider_rate
+        args.provider_rate,
+        if args.shared_signing_key {
+            ", one signing key shared by all registrations"
+        } else {
+            ""
+        }
     );
-    for &n in &args.sizes {
-        match scale(args, n).await {
+    for &s in &plan.shapes {
+        match shape::run(args, s).await {
             Ok(report) => println!("{report}"),
             Err(e) => {
                 failed = true;
-                println!("## N = {n}: the run could not finish: {e}\n");
+                println!(
+                    "## {}: the run could not finish: {e}\n",
+                    shape::title(s, args.shared_signing_key)
+                );
             }
         }
     }
-    if args.lifetime_registrations > 0 {
-        match lifetime(args).await {
+    let windows = [
+        (refresh::Kind::ShortLived, plan.lifetime),
+        (refresh::Kind::Steady, plan.steady),
+    ];
+    for (kind, n) in windows.into_iter().filter(|(_, n)| *n > 0) {
+        let scenario = refresh::Scenario::new(args, kind, n);
+        match refresh::run(args, &scenario).await {
             Ok(report) => println!("{report}"),
             Err(e) => {
                 failed = true;
-                println!("## Short-lived tokens: the run could not finish: {e}\n");
+                println!("## {}: the run could not finish: {e}\n", scenario.title());
             }
         }
     }
@@ -129,14 +267,22 @@ async fn run_all(args: &Args) -> std::process::ExitCode {
 }
 
 /// One fresh control plane, fake provider and operator.
-struct Setup {
-    client: Client,
-    fake: FakeProvider,
-    operator: Operator,
-    idle_mib: f64,
+pub struct Setup {
+    pub client: Client,
+    pub fake: FakeProvider,
+    pub operator: Operator,
+    pub idle_mib: f64,
     // Dropped in this order: the control plane stops before its directory goes.
     _cluster: Cluster,
     _dir: TempDir,
+}
+
+impl Setup {
+    /// Stops the operator and the fake provider (the control plane stops on drop).
+    pub async fn stop(self) {
+        self.operator.stop().await;
+        self.fake.shutdown().await;
+    }
 }
 
 async fn setup(args: &Args, token_lifetime: u64) -> Res<Setup> {
@@ -163,14 +309,12 @@ async fn setup(args: &Args, token_lifetime: u64) -> Res<Setup> {
     })
     .await
     .map_err(err("fake provider"))?;
-    // A little under the provider's limit: the fake counts per calendar second.
-    let rate = f64::from(args.provider_rate) * 0.95;
     let operator = Operator::start(OperatorArgs {
         binary: &args.operator_bin,
         kubeconfig: &cluster.kubeconfig,
         namespace: NAMESPACE,
         provider: &fake.base_url(),
-        rate,
+        rate: client_rate(args),
         log: &dir.0.join("operator.log"),
     })
     .await?;
@@ -184,6 +328,12 @@ async fn setup(args: &Args, token_lifetime: u64) -> Res<Setup> {
         operator,
         idle_mib,
     })
+}
+
+/// The operator's `--provider-rate-limit`: a little under the provider's limit, as the fake
+/// counts per calendar second.
+pub fn client_rate(args: &Args) -> f64 {
+    f64::from(args.provider_rate) * 0.95
 }
 
 async fn install_crds(client: &Client) -> Res<()> {
@@ -211,59 +361,101 @@ async fn install_crds(client: &Client) -> Res<()> {
     Ok(())
 }
 
-/// Creates `n` registrations named r0..r{n-1}, all using one signature Secret.
-async fn create_registrations(setup: &Setup, n: usize, refresh: serde_json::Value) -> Res<()> {
+/// Creates the Secrets registrations refer to: the signature certificate and, with
+/// `--shared-signing-key`, one signing key (made here, before any clock runs).
+pub async fn prepare_secrets(setup: &Setup, shared_signing_key: bool) -> Res<()> {
     let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), NAMESPACE);
-    let signature: Secret = serde_json::from_value(json!({
+    let mut wanted = vec![json!({
         "metadata": {"name": "signature"},
         "stringData": {"signature-certificate": "bench-signature"}
-    }))
-    .map_err(err("secret"))?;
-    secrets
-        .create(&PostParams::default(), &signature)
-        .await
-        .map_err(err("create signature Secret"))?;
+    })];
+    if shared_signing_key {
+        let key = tpp_operator::signing::SigningKey::generate().map_err(err("signing key"))?;
+        let pem = key.to_pkcs8_pem().map_err(err("signing key"))?;
+        wanted.push(json!({
+            "metadata": {"name": SHARED_KEY_SECRET},
+            "stringData": {"private_key": pem, "kid": key.kid()}
+        }));
+    }
+    for value in wanted {
+        let secret: Secret = serde_json::from_value(value).map_err(err("secret"))?;
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .map_err(err("create Secret"))?;
+    }
+    Ok(())
+}
+
+/// Creates `n` registrations named r0..r{n-1}, all using one signature Secret (and, with
+/// `shared_signing_key`, one signing key); returns when the last create has returned.
+pub async fn create_registrations(
+    setup: &Setup,
+    n: usize,
+    refresh: serde_json::Value,
+    shared_signing_key: bool,
+) -> Res<()> {
     let api: Api<TppRegistration> = Api::namespaced(setup.client.clone(), NAMESPACE);
     let provider = setup.fake.base_url();
+    let key_ref = shared_signing_key.then(|| json!({"name": SHARED_KEY_SECRET}));
+    create_all(n, |i| {
+        let api = api.clone();
+        let mut spec = json!({
+            "providerUrl": provider,
+            "organisation": {"name": format!("Org {i}"), "email": format!("org{i}@bench.example"), "address": "1 Bench Way", "countryISO": "GB"},
+            "callbackUrl": "https://bench.example/callback",
+            "signatureCertificateSecretRef": {"name": "signature"},
+            "refresh": refresh,
+        });
+        if let Some(key_ref) = &key_ref {
+            spec["signingKeySecretRef"] = key_ref.clone();
+        }
+        async move {
+            let obj: TppRegistration = serde_json::from_value(json!({
+                "apiVersion": "tpp-operator.dev/v1alpha1",
+                "kind": "TppRegistration",
+                "metadata": {"name": format!("r{i}")},
+                "spec": spec,
+            }))
+            .map_err(err("registration"))?;
+            api.create(&PostParams::default(), &obj)
+                .await
+                .map(|_| ())
+                .map_err(err("create registration"))
+        }
+    })
+    .await
+}
+
+/// Runs `make(i)` for i in 0..n, 32 at a time.
+pub async fn create_all<F, Fut>(n: usize, make: F) -> Res<()>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Res<()>>,
+{
     futures::stream::iter(0..n)
-        .map(|i| {
-            let api = api.clone();
-            let provider = provider.clone();
-            let refresh = refresh.clone();
-            async move {
-                let obj: TppRegistration = serde_json::from_value(json!({
-                    "apiVersion": "tpp-operator.dev/v1alpha1",
-                    "kind": "TppRegistration",
-                    "metadata": {"name": format!("r{i}")},
-                    "spec": {
-                        "providerUrl": provider,
-                        "organisation": {"name": format!("Org {i}"), "email": format!("org{i}@bench.example"), "address": "1 Bench Way", "countryISO": "GB"},
-                        "callbackUrl": "https://bench.example/callback",
-                        "signatureCertificateSecretRef": {"name": "signature"},
-                        "refresh": refresh,
-                    }
-                }))
-                .map_err(err("registration"))?;
-                api.create(&PostParams::default(), &obj)
-                    .await
-                    .map(|_| ())
-                    .map_err(err("create registration"))
-            }
-        })
+        .map(make)
         .buffer_unordered(32)
         .try_collect::<Vec<()>>()
         .await
         .map(|_| ())
 }
 
-fn ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+pub fn ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
     conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// Waits until `count` of the listed objects satisfy `done`; samples the operator's memory.
-async fn wait_all<K, F>(
+/// Ready, with its signing key published.
+pub fn registration_keyed(r: &TppRegistration) -> bool {
+    r.status
+        .as_ref()
+        .is_some_and(|s| ready(&s.conditions) && !s.signing_keys.is_empty())
+}
+
+/// Waits until `n` of the listed objects satisfy `done`, or fails after `timeout`.
+pub async fn wait_all<K, F>(
     setup: &Setup,
     n: usize,
     timeout: Duration,
@@ -279,6 +471,7 @@ where
 {
     let api: Api<K> = Api::namespaced(setup.client.clone(), NAMESPACE);
     let started = Instant::now();
+    let mut told = Instant::now();
     loop {
         // From the API server's watch cache, and rarely at large sizes: the benchmark must not
         // be what loads the API server.
@@ -293,37 +486,28 @@ where
         if started.elapsed() > timeout {
             return Err(format!("only {count} of {n} {what} after {timeout:?}"));
         }
-        tokio::time::sleep(Duration::from_secs((n as u64 / 1000).clamp(2, 10))).await;
+        if told.elapsed() > Duration::from_secs(60) {
+            eprintln!(
+                "  {count} of {n} {what} after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            told = Instant::now();
+        }
+        // Every second at first, then a twentieth of the time so far (so a figure is at most
+        // ~5 % late), at most every 2–10 s depending on the size.
+        let longest = Duration::from_secs((n as u64 / 1000).clamp(2, 10));
+        let interval = (started.elapsed() / 20).clamp(Duration::from_secs(1), longest);
+        tokio::time::sleep(interval).await;
     }
 }
 
-/// Figures of one size.
-struct ScaleReport {
-    n: usize,
-    create_registrations: Duration,
-    registrations_ready: Duration,
-    consents_created: Duration,
-    consents_authorised: Duration,
-    idle_mib: f64,
-    at_n_mib: f64,
-    peak_mib: f64,
-    cpu_seconds: f64,
-    calls: fake_provider::CallCounts,
-    duplicate_tokens: usize,
-    refresh_spread: Spread,
-    steady: writes::Counts,
-    steady_seconds: u64,
-    steady_provider_calls: u64,
-    rate_limit: u32,
-}
-
 /// How scheduled refreshes spread over time.
-struct Spread {
-    first_to_last_seconds: i64,
-    busiest_second: usize,
+pub struct Spread {
+    pub first_to_last_seconds: i64,
+    pub busiest_second: usize,
 }
 
-fn spread(times: &[jiff::Timestamp]) -> Spread {
+pub fn spread(times: &[jiff::Timestamp]) -> Spread {
     let mut buckets: BTreeMap<i64, usize> = BTreeMap::new();
     for t in times {
         *buckets.entry(t.as_second()).or_default() += 1;
@@ -337,7 +521,7 @@ fn spread(times: &[jiff::Timestamp]) -> Spread {
 }
 
 /// Token calls beyond one per client (for runs shorter than a token lifetime).
-fn duplicate_token_calls(fake: &FakeProvider) -> usize {
+pub fn duplicate_token_calls(fake: &FakeProvider) -> usize {
     let mut per_client: HashMap<String, usize> = HashMap::new();
     for t in fake
         .tokens()
@@ -349,145 +533,8 @@ fn duplicate_token_calls(fake: &FakeProvider) -> usize {
     per_client.values().map(|c| c.saturating_sub(1)).sum()
 }
 
-async fn scale(args: &Args, n: usize) -> Res<ScaleReport> {
-    eprintln!("[N={n}] starting control plane, fake provider and operator");
-    // Tokens outlive the run, so every token call after the first per client is a duplicate.
-    let setup = setup(args, 3600).await?;
-    let timeout = Duration::from_secs(args.timeout_seconds);
-
-    eprintln!("[N={n}] creating {n} TppRegistrations");
-    let started = Instant::now();
-    create_registrations(&setup, n, json!({})).await?;
-    let create_registrations = started.elapsed();
-    wait_all::<TppRegistration, _>(&setup, n, timeout, "registrations Ready", |r| {
-        r.status.as_ref().is_some_and(|s| ready(&s.conditions))
-    })
-    .await?;
-    let registrations_ready = started.elapsed();
-    eprintln!("[N={n}] registrations Ready after {registrations_ready:?}");
-
-    eprintln!("[N={n}] creating {n} AccountConsents");
-    let started = Instant::now();
-    let consents: Api<AccountConsent> = Api::namespaced(setup.client.clone(), NAMESPACE);
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = consents.clone();
-            async move {
-                let obj: AccountConsent = serde_json::from_value(json!({
-                    "apiVersion": "tpp-operator.dev/v1alpha1",
-                    "kind": "AccountConsent",
-                    "metadata": {"name": format!("c{i}")},
-                    "spec": {
-                        "registrationRef": {"name": format!("r{i}")},
-                        "permissions": ["ReadAccountsBasic", "ReadAccountsDetail"],
-                        "redirectUri": "https://bench.example/callback",
-                    }
-                }))
-                .map_err(err("consent"))?;
-                api.create(&PostParams::default(), &obj)
-                    .await
-                    .map(|_| ())
-                    .map_err(err("create consent"))
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await?;
-    wait_all::<AccountConsent, _>(&setup, n, timeout, "consents awaiting authorisation", |c| {
-        c.status
-            .as_ref()
-            .is_some_and(|s| s.authorisation_url.is_some() && s.authorisation_state.is_some())
-    })
-    .await?;
-    let consents_created = started.elapsed();
-    eprintln!("[N={n}] consents created after {consents_created:?}; playing {n} customers");
-
-    // Every customer authorises; their codes reach the operator through the hand-off Secret.
-    let listed = consents
-        .list(&ListParams::default())
-        .await
-        .map_err(err("list consents"))?;
-    let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), NAMESPACE);
-    let fake = &setup.fake;
-    futures::stream::iter(listed.items)
-        .map(|c| {
-            let secrets = secrets.clone();
-            async move {
-                let name = c.metadata.name.clone().unwrap_or_default();
-                let status = c.status.clone().unwrap_or_default();
-                let id = status.consent_id.unwrap_or_default();
-                let code = fake
-                    .issue_authorization_code(&id)
-                    .ok_or_else(|| format!("fake has no consent {id}"))?;
-                let secret: Secret = serde_json::from_value(json!({
-                    "metadata": {
-                        "name": format!("{name}-authorisation"),
-                        "labels": {"app.kubernetes.io/managed-by": "tpp-operator", "tpp-operator.dev/consent": name},
-                    },
-                    "stringData": {"code": code, "state": status.authorisation_state.unwrap_or_default()},
-                }))
-                .map_err(err("hand-off"))?;
-                secrets
-                    .create(&PostParams::default(), &secret)
-                    .await
-                    .map(|_| ())
-                    .map_err(err("create hand-off Secret"))
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await?;
-    wait_all::<AccountConsent, _>(&setup, n, timeout, "consents authorised", |c| {
-        c.status.as_ref().is_some_and(|s| ready(&s.conditions))
-    })
-    .await?;
-    let consents_authorised = started.elapsed();
-    eprintln!("[N={n}] consents authorised after {consents_authorised:?}; quiet window");
-
-    // Quiet window: nothing changes, so nothing should be written.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let counter = writes::Counter::start(&setup.client, NAMESPACE).await?;
-    let calls_before = setup.fake.calls();
-    tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
-    let steady = counter.stop();
-    let calls = setup.fake.calls();
-    let steady_provider_calls = total(&calls) - total(&calls_before);
-
-    let (at_n_mib, peak_mib) = setup.operator.memory();
-    let cpu_seconds = setup.operator.cpu_seconds();
-    let registrations = Api::<TppRegistration>::namespaced(setup.client.clone(), NAMESPACE)
-        .list(&ListParams::default())
-        .await
-        .map_err(err("list"))?;
-    let next: Vec<jiff::Timestamp> = registrations
-        .items
-        .iter()
-        .filter_map(|r| r.status.as_ref()?.next_refresh_at.as_ref().map(|t| t.0))
-        .collect();
-    let report = ScaleReport {
-        n,
-        create_registrations,
-        registrations_ready,
-        consents_created,
-        consents_authorised,
-        idle_mib: setup.idle_mib,
-        at_n_mib,
-        peak_mib,
-        cpu_seconds,
-        calls,
-        duplicate_tokens: duplicate_token_calls(&setup.fake),
-        refresh_spread: spread(&next),
-        steady,
-        steady_seconds: args.steady_seconds,
-        steady_provider_calls,
-        rate_limit: args.provider_rate,
-    };
-    setup.operator.stop().await;
-    setup.fake.shutdown().await;
-    Ok(report)
-}
-
-fn total(c: &fake_provider::CallCounts) -> u64 {
+/// Every provider call of the operator's endpoints.
+pub fn total(c: &fake_provider::CallCounts) -> u64 {
     c.registration
         + c.client_token
         + c.auth_code_token
@@ -496,260 +543,9 @@ fn total(c: &fake_provider::CallCounts) -> u64 {
         + c.consent_delete
 }
 
-impl std::fmt::Display for ScaleReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.n as f64;
-        let c = &self.calls;
-        let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-        writeln!(f, "## N = {}\n", self.n)?;
-        writeln!(f, "| Measure | Value |")?;
-        writeln!(f, "|---|---|")?;
-        writeln!(
-            f,
-            "| TppRegistrations created (API) | {} |",
-            s(self.create_registrations)
-        )?;
-        writeln!(
-            f,
-            "| All TppRegistrations Ready (from first create) | {} |",
-            s(self.registrations_ready)
-        )?;
-        writeln!(
-            f,
-            "| All AccountConsents created at the provider, URL published | {} |",
-            s(self.consents_created)
-        )?;
-        writeln!(
-            f,
-            "| All AccountConsents authorised, customer tokens written | {} |",
-            s(self.consents_authorised)
-        )?;
-        writeln!(
-            f,
-            "| Operator RSS idle / at N / peak | {:.1} / {:.1} / {:.1} MiB |",
-            self.idle_mib, self.at_n_mib, self.peak_mib
-        )?;
-        writeln!(f, "| Operator CPU, whole run | {:.1} s |", self.cpu_seconds)?;
-        writeln!(
-            f,
-            "| Registration calls per registration | {:.2} ({} calls) |",
-            c.registration as f64 / n,
-            c.registration
-        )?;
-        writeln!(
-            f,
-            "| Client-token calls per registration | {:.2} ({} calls; {} duplicates) |",
-            c.client_token as f64 / n,
-            c.client_token,
-            self.duplicate_tokens
-        )?;
-        writeln!(
-            f,
-            "| Consent creations per consent | {:.2} |",
-            c.consent_create as f64 / n
-        )?;
-        writeln!(
-            f,
-            "| Code exchanges per consent | {:.2} |",
-            c.auth_code_token as f64 / n
-        )?;
-        writeln!(
-            f,
-            "| Consent status polls (GET), whole run | {} |",
-            c.consent_get
-        )?;
-        writeln!(
-            f,
-            "| Peak provider requests in one second (limit {}) | {} ({} answered 429) |",
-            self.rate_limit, c.peak_per_second, c.rate_limited
-        )?;
-        writeln!(
-            f,
-            "| Next refreshes spread over / busiest second | {} s / {} |",
-            self.refresh_spread.first_to_last_seconds, self.refresh_spread.busiest_second
-        )?;
-        writeln!(
-            f,
-            "| API-server writes in {} quiet seconds (registrations, consents, Secrets, events) | {} ({}, {}, {}, {}) |",
-            self.steady_seconds,
-            self.steady.total(),
-            self.steady.registrations,
-            self.steady.consents,
-            self.steady.secrets,
-            self.steady.events
-        )?;
-        writeln!(
-            f,
-            "| Provider calls in those seconds | {} ({:.2}/s) |",
-            self.steady_provider_calls,
-            self.steady_provider_calls as f64 / self.steady_seconds as f64
-        )?;
-        Ok(())
-    }
-}
-
-/// Figures of the short-token scenario.
-struct LifetimeReport {
-    n: usize,
-    token_seconds: u64,
-    window_seconds: u64,
-    ready: Duration,
-    late_refreshes: usize,
-    token_calls: usize,
-    expected_calls: f64,
-    min_per_client: usize,
-    max_per_client: usize,
-    early_duplicates: usize,
-    writes: writes::Counts,
-    peak_per_second: u64,
-    rate_limited: u64,
-    rss_mib: f64,
-    cpu_seconds: f64,
-}
-
-async fn lifetime(args: &Args) -> Res<LifetimeReport> {
-    let n = args.lifetime_registrations;
-    let lifetime = args.lifetime_token_seconds;
-    eprintln!("[lifetime] {n} registrations with {lifetime} s tokens");
-    let setup = setup(args, lifetime).await?;
-    let started = Instant::now();
-    // A 30 s token cannot keep the default 30 s safety margin; this is what a user would set.
-    let margin = (lifetime / 6).max(1);
-    create_registrations(&setup, n, json!({"safetyMarginSeconds": margin})).await?;
-    wait_all::<TppRegistration, _>(
-        &setup,
-        n,
-        Duration::from_secs(args.timeout_seconds),
-        "registrations Ready",
-        |r| r.status.as_ref().is_some_and(|s| ready(&s.conditions)),
-    )
-    .await?;
-    let ready_after = started.elapsed();
-    let cpu_before = setup.operator.cpu_seconds();
-    let counter = writes::Counter::start(&setup.client, NAMESPACE).await?;
-    let window_start = jiff::Timestamp::now();
-    tokio::time::sleep(Duration::from_secs(args.lifetime_seconds)).await;
-    let window_end = jiff::Timestamp::now();
-    let writes = counter.stop();
-    let cpu_seconds = setup.operator.cpu_seconds() - cpu_before;
-
-    let mut per_client: HashMap<String, Vec<fake_provider::TokenRecord>> = HashMap::new();
-    for t in setup
-        .fake
-        .tokens()
-        .into_iter()
-        .filter(|t| t.grant_type == "client_credentials")
-    {
-        per_client.entry(t.client_id.clone()).or_default().push(t);
-    }
-    let mut late = 0;
-    let mut early_duplicates = 0;
-    let mut in_window = Vec::new();
-    for tokens in per_client.values_mut() {
-        tokens.sort_by_key(|t| t.issued_at);
-        in_window.push(
-            tokens
-                .iter()
-                .filter(|t| t.issued_at >= window_start && t.issued_at < window_end)
-                .count(),
-        );
-        for pair in tokens.windows(2) {
-            // Within the window, a token that expired before the next was issued is a miss.
-            if pair[0].expires_at < pair[1].issued_at.min(window_end)
-                && pair[0].expires_at >= window_start
-            {
-                late += 1;
-            }
-            // A new token while the previous had most of its life left is a duplicate.
-            let age = pair[1].issued_at.duration_since(pair[0].issued_at);
-            if age.as_secs_f64() < lifetime as f64 / 3.0 {
-                early_duplicates += 1;
-            }
-        }
-        if let Some(last) = tokens.last() {
-            if last.expires_at < window_end {
-                late += 1;
-            }
-        }
-    }
-    let calls = setup.fake.calls();
-    let (rss_mib, _) = setup.operator.memory();
-    // Refreshes happen at two thirds of the lifetime.
-    let expected_calls = n as f64 * args.lifetime_seconds as f64 / (lifetime as f64 * 2.0 / 3.0);
-    let report = LifetimeReport {
-        n,
-        token_seconds: lifetime,
-        window_seconds: args.lifetime_seconds,
-        ready: ready_after,
-        late_refreshes: late,
-        token_calls: in_window.iter().sum(),
-        expected_calls,
-        min_per_client: in_window.iter().copied().min().unwrap_or(0),
-        max_per_client: in_window.iter().copied().max().unwrap_or(0),
-        early_duplicates,
-        writes,
-        peak_per_second: calls.peak_per_second,
-        rate_limited: calls.rate_limited,
-        rss_mib,
-        cpu_seconds,
-    };
-    setup.operator.stop().await;
-    setup.fake.shutdown().await;
-    Ok(report)
-}
-
-impl std::fmt::Display for LifetimeReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "## Short-lived tokens: {} registrations, {} s tokens, {} s window\n",
-            self.n, self.token_seconds, self.window_seconds
-        )?;
-        writeln!(f, "| Measure | Value |")?;
-        writeln!(f, "|---|---|")?;
-        writeln!(f, "| All Ready | {:.1} s |", self.ready.as_secs_f64())?;
-        writeln!(
-            f,
-            "| Tokens that expired before their successor was issued (misses) | {} |",
-            self.late_refreshes
-        )?;
-        writeln!(
-            f,
-            "| Client-token calls in the window / expected at 2/3 of the lifetime | {} / {:.0} |",
-            self.token_calls, self.expected_calls
-        )?;
-        writeln!(
-            f,
-            "| Calls per registration, min / max | {} / {} |",
-            self.min_per_client, self.max_per_client
-        )?;
-        writeln!(
-            f,
-            "| Duplicate calls (a new token within a third of the lifetime) | {} |",
-            self.early_duplicates
-        )?;
-        writeln!(
-            f,
-            "| Peak provider requests in one second | {} ({} answered 429) |",
-            self.peak_per_second, self.rate_limited
-        )?;
-        writeln!(
-            f,
-            "| API-server writes in the window (registrations, consents, Secrets, events) | {} ({}, {}, {}, {}); {:.2} per token call |",
-            self.writes.total(),
-            self.writes.registrations,
-            self.writes.consents,
-            self.writes.secrets,
-            self.writes.events,
-            self.writes.total() as f64 / self.token_calls.max(1) as f64
-        )?;
-        writeln!(
-            f,
-            "| Operator RSS at the end / CPU in the window | {:.1} MiB / {:.1} s |",
-            self.rss_mib, self.cpu_seconds
-        )?;
-        Ok(())
-    }
+/// `12.3 s`.
+pub fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 /// Polls `f` every 200 ms until it returns `Some` or `timeout` passes.
@@ -786,5 +582,78 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(Path::new(&self.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec![
+            "tpp-bench",
+            "--operator-bin",
+            "op",
+            "--testcluster-bin",
+            "tc",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).expect("arguments")
+    }
+
+    fn shapes(p: &Plan) -> Vec<(usize, usize)> {
+        p.shapes
+            .iter()
+            .map(|s| (s.registrations, s.consents))
+            .collect()
+    }
+
+    #[test]
+    fn no_scenario_flag_runs_the_default_suite() {
+        let p = plan(&args(&[])).expect("plan");
+        assert_eq!(shapes(&p), [(100, 100), (1000, 1000), (10_000, 10_000)]);
+        assert_eq!((p.lifetime, p.steady), (1000, 0));
+    }
+
+    #[test]
+    fn any_scenario_flag_runs_only_the_named_ones() {
+        let p = plan(&args(&["--registrations", "5", "--consents", "50"])).expect("plan");
+        assert_eq!(shapes(&p), [(5, 50)]);
+        assert_eq!((p.lifetime, p.steady), (0, 0));
+        let p = plan(&args(&["--steady-registrations", "20"])).expect("plan");
+        assert!(p.shapes.is_empty());
+        assert_eq!((p.lifetime, p.steady), (0, 20));
+        let p = plan(&args(&["--sizes", "", "--registrations", "7"])).expect("plan");
+        assert_eq!(shapes(&p), [(7, 7)]);
+        let p = plan(&args(&[
+            "--sizes",
+            "100",
+            "--lifetime-registrations",
+            "50",
+            "--registrations",
+            "10",
+            "--consents",
+            "0",
+        ]))
+        .expect("plan");
+        assert_eq!(shapes(&p), [(100, 100), (10, 0)]);
+        assert_eq!(p.lifetime, 50);
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        assert!(parse_sizes("100,0").is_err());
+        assert!(parse_sizes("x").is_err());
+        assert!(plan(&args(&["--registrations", "0"])).is_err());
+        let argv = [
+            "tpp-bench",
+            "--operator-bin",
+            "op",
+            "--testcluster-bin",
+            "tc",
+            "--consents",
+            "5",
+        ];
+        assert!(Args::try_parse_from(argv).is_err());
     }
 }

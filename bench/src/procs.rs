@@ -59,6 +59,8 @@ pub struct Operator {
     child: Child,
     /// Process id.
     pub pid: u32,
+    /// Base URL of its metrics listener (`/healthz`, `/readyz`, `/metrics`).
+    pub metrics_url: String,
 }
 
 /// How the operator is started.
@@ -104,7 +106,11 @@ impl Operator {
         for _ in 0..300 {
             if let Ok(r) = client.get(format!("{http}/readyz")).send().await {
                 if r.status().is_success() {
-                    return Ok(Operator { child, pid });
+                    return Ok(Operator {
+                        child,
+                        pid,
+                        metrics_url: http,
+                    });
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
