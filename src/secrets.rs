@@ -211,18 +211,29 @@ impl Secrets {
 
     /// Writes the Secret with exactly `data`, labelled and owned by `owner`. Refuses when a
     /// Secret of that name exists and is not the owner's, so nobody's data is overwritten.
+    /// Returns the written Secret's resourceVersion.
     pub async fn apply(
         &self,
         name: &str,
         owner: &Owner,
         data: BTreeMap<String, String>,
-    ) -> Result<(), SecretError> {
-        if let Some(existing) = self.get(name).await? {
-            if !owner.owns(&existing) {
-                return Err(SecretError::NotOwned {
-                    name: name.to_string(),
-                });
-            }
+    ) -> Result<String, SecretError> {
+        let existing = self.get(name).await?;
+        self.apply_over(existing.as_ref(), name, owner, data).await
+    }
+
+    /// Like `apply`, with the Secret as the caller has just read it (`None`: it did not exist).
+    pub async fn apply_over(
+        &self,
+        existing: Option<&Secret>,
+        name: &str,
+        owner: &Owner,
+        data: BTreeMap<String, String>,
+    ) -> Result<String, SecretError> {
+        if existing.is_some_and(|s| !owner.owns(s)) {
+            return Err(SecretError::NotOwned {
+                name: name.to_string(),
+            });
         }
         self.apply_unchecked(name, owner, data, true).await
     }
@@ -233,7 +244,7 @@ impl Secrets {
         owner: &Owner,
         data: BTreeMap<String, String>,
         with_owner_reference: bool,
-    ) -> Result<(), SecretError> {
+    ) -> Result<String, SecretError> {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
@@ -263,7 +274,7 @@ impl Secrets {
                 &Patch::Apply(value),
             )
             .await
-            .map(|_| ())
+            .map(|written| written.metadata.resource_version.unwrap_or_default())
             .map_err(|source| SecretError::Kube {
                 name: name.to_string(),
                 source,
@@ -323,7 +334,9 @@ impl Secrets {
                     .into_iter()
                     .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
                     .collect();
-                self.apply_unchecked(name, owner, data, referenced).await
+                self.apply_unchecked(name, owner, data, referenced)
+                    .await
+                    .map(|_| ())
             }
             _ => Ok(()),
         }

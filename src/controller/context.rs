@@ -9,6 +9,7 @@ use crate::telemetry::Metrics;
 use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +49,53 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The resourceVersions this operator's reconcilers last wrote, per object. A watch event that
+/// carries one of them is this operator's own write coming back: it wakes no reconcile (the
+/// reconcile that wrote it already scheduled the next look), and a cached object at that version
+/// is known to be fresh, so it is not read again.
+#[derive(Default)]
+pub struct OwnWrites(Mutex<HashMap<(&'static str, String, String), String>>);
+
+impl OwnWrites {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a write of `kind` `namespace/name` at `version`.
+    pub fn record(&self, kind: &'static str, namespace: &str, name: &str, version: String) {
+        if !version.is_empty() {
+            self.map()
+                .insert((kind, namespace.to_string(), name.to_string()), version);
+        }
+    }
+
+    /// The version of the last write of `kind` `namespace/name`, if this process made one.
+    pub fn version(&self, kind: &'static str, namespace: &str, name: &str) -> Option<String> {
+        self.map()
+            .get(&(kind, namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// True when `obj` is exactly as this operator last wrote it.
+    pub fn is_own<K: kube::Resource>(&self, kind: &'static str, obj: &K) -> bool {
+        let meta = obj.meta();
+        let (Some(ns), Some(name), Some(version)) = (
+            meta.namespace.as_deref(),
+            meta.name.as_deref(),
+            meta.resource_version.as_deref(),
+        ) else {
+            return false;
+        };
+        self.version(kind, ns, name).as_deref() == Some(version)
+    }
+
+    /// Forgets an object (it was deleted).
+    pub fn forget(&self, kind: &'static str, namespace: &str, name: &str) {
+        self.map()
+            .remove(&(kind, namespace.to_string(), name.to_string()));
     }
 }
 
@@ -118,6 +166,8 @@ pub struct Context {
     pub(crate) keygen: KeyGenerator,
     /// Signing keys parsed once per version of their Secret.
     pub(crate) keys: KeyCache,
+    /// What this operator's reconcilers wrote last, to recognise it coming back.
+    pub(crate) own_writes: OwnWrites,
 }
 
 impl Context {
@@ -143,6 +193,7 @@ impl Context {
             consent_polls: PollBook::default(),
             keygen: KeyGenerator::start(),
             keys: KeyCache::default(),
+            own_writes: OwnWrites::default(),
         }
     }
 

@@ -27,6 +27,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The kind under which Secret writes are recorded in `OwnWrites`.
+pub(crate) const SECRET: &str = "Secret";
+
 /// The failure bookkeeping fields of a kind's status.
 pub(crate) struct FailureFields<'a> {
     /// Failures in a row.
@@ -130,13 +133,18 @@ async fn with_finalizer<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Act
 
 /// The watch cache can lag behind this operator's own status writes; acting on a stale status
 /// would call the provider twice (a second registration, consent or revocation). A fresh read
-/// sees every write made so far.
-async fn fresh<K: Reconciled>(api: &Api<K>, cached: &K) -> Result<Option<K>> {
+/// sees every write made so far; it is skipped when the cached object is exactly what this
+/// process wrote last (then nothing can be newer but someone else's write, which changes the
+/// version).
+async fn fresh<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result<Option<K>> {
+    if ctx.own_writes.is_own(K::KIND, cached) {
+        return Ok(Some(cached.clone()));
+    }
     Ok(api.get_opt(&cached.name_any()).await?)
 }
 
 async fn apply<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result<Action> {
-    let Some(obj) = fresh(api, cached).await? else {
+    let Some(obj) = fresh(api, cached, ctx).await? else {
         return Ok(Action::await_change());
     };
     let mut run = Run::new(&obj, ctx, api.clone())?;
@@ -155,9 +163,14 @@ async fn apply<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result
 }
 
 async fn cleanup<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result<Action> {
-    if let Some(obj) = fresh(api, cached).await? {
+    if let Some(obj) = fresh(api, cached, ctx).await? {
         let mut run = Run::new(&obj, ctx, api.clone())?;
         K::cleanup(&mut run).await?;
+        let writes = &ctx.own_writes;
+        writes.forget(K::KIND, &run.namespace, &run.name);
+        for name in obj.secret_names() {
+            writes.forget(SECRET, &run.namespace, &name);
+        }
     }
     Ok(Action::await_change())
 }
@@ -315,15 +328,29 @@ impl<'a, K: Reconciled> Run<'a, K> {
             "kind": K::kind(&()),
             "status": self.status,
         });
-        self.api
+        let written = self
+            .api
             .patch_status(
                 &self.name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(patch),
             )
             .await?;
+        self.ctx.own_writes.record(
+            K::KIND,
+            &self.namespace,
+            &self.name,
+            written.meta().resource_version.clone().unwrap_or_default(),
+        );
         self.written = self.status.clone();
         Ok(())
+    }
+
+    /// Notes a Secret this reconcile wrote, so that its watch event wakes nothing.
+    pub fn wrote_secret(&self, name: &str, version: String) {
+        self.ctx
+            .own_writes
+            .record(SECRET, &self.namespace, name, version);
     }
 
     /// Publishes an event about the object; a failure is logged, never fatal.

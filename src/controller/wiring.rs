@@ -2,10 +2,10 @@
 //! wake which object.
 
 use super::error::Error;
-use super::frame::reconcile;
+use super::frame::{reconcile, Reconciled, SECRET};
 use super::{consent, Context};
 use crate::api::{AccountConsent, TppRegistration};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
@@ -225,18 +225,22 @@ async fn run_scope(
         crate::api::LABEL_MANAGED_BY,
         crate::api::MANAGED_BY
     ));
+    // This operator's own Secret writes come back as events too; they wake nothing.
     let secrets = || {
+        let ctx = ctx.clone();
         watcher(
             scoped::<PartialObjectMeta<Secret>>(&client, &namespace),
             owned.clone(),
         )
         .default_backoff()
         .touched_objects()
+        .try_filter(move |s| std::future::ready(!ctx.own_writes.is_own(SECRET, s)))
     };
 
     let registrations = stripped_controller(
         scoped::<TppRegistration>(&client, &namespace),
         watcher::Config::default().any_semantic(),
+        ctx.clone(),
     );
     count_when_synced(registrations.store(), ctx.clone(), synced.clone(), total);
     let registrations = registrations
@@ -249,6 +253,7 @@ async fn run_scope(
     let consents = stripped_controller(
         scoped::<AccountConsent>(&client, &namespace),
         watcher::Config::default().any_semantic(),
+        ctx.clone(),
     );
     let consent_store = consents.store();
     count_when_synced(consent_store.clone(), ctx.clone(), synced, total);
@@ -273,25 +278,21 @@ async fn run_scope(
     futures::future::join(registrations, consents).await;
 }
 
-/// A controller whose store holds its objects without `managedFields`: the reconcilers read
-/// each object afresh anyway, and the field-ownership records of every manager (kubectl, this
-/// operator's status writes) would otherwise be most of each cached object.
-fn stripped_controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+/// A controller whose store holds its objects without `managedFields` (the reconcilers read
+/// what they need; the field-ownership records of every manager would otherwise be most of each
+/// cached object), and which is not woken by this operator's own status writes: the reconcile
+/// that wrote one already scheduled the next look. The store still takes them in.
+fn stripped_controller<K>(api: Api<K>, config: watcher::Config, ctx: Arc<Context>) -> Controller<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reconciled,
 {
     let (reader, writer) = kube::runtime::reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
         .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        .try_filter(move |obj| std::future::ready(!ctx.own_writes.is_own(K::KIND, obj)));
     Controller::for_stream(stream, reader)
 }
 

@@ -11,6 +11,7 @@ use crate::api::{reason, AccountConsent, ConsentStatus, LABEL_CONSENT};
 use crate::controller::error::{Halt, Step};
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
+use crate::controller::time::add;
 use crate::provider::{token as token_lifetime, Sensitive, TokenResponse};
 use crate::secrets::{text_value, Owner, SecretError};
 use jiff::{SignedDuration, Timestamp};
@@ -19,6 +20,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ObjectMeta;
 use kube::runtime::events::EventType;
 use kube::Resource;
+
+/// How long a refused authorisation stays the Ready reason before a new URL is published.
+const MISMATCH_SHOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Lifetime assumed for a customer token whose lifetime the provider does not state.
 const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
@@ -215,7 +219,11 @@ impl ConsentRun<'_> {
         }
         .data();
         let token_name = self.obj.token_secret_name();
-        if let Err(e) = self.secrets.apply(&token_name, &self.owner, data).await {
+        let written = self.secrets.apply(&token_name, &self.owner, data).await;
+        if let Ok(version) = &written {
+            self.wrote_secret(&token_name, version.clone());
+        }
+        if let Err(e) = written {
             if let SecretError::NotOwned { .. } = e {
                 // The code is spent either way; say where the token could not go.
                 return self
@@ -260,8 +268,12 @@ impl ConsentRun<'_> {
         let message = format!(
             "The authorisation brought back for this consent was refused: {mismatch}. A code of another customer or consent (replayed or injected) must not buy this consent a token; nothing was stored. A new authorisation URL is published for the customer."
         );
-        self.code_spent(handoff, reason::AUTHORISATION_MISMATCH, message)
-            .await
+        let outcome = self
+            .code_spent(handoff, reason::AUTHORISATION_MISMATCH, message)
+            .await?;
+        // Shown for a few seconds (the event keeps it), then a new authorisation URL is
+        // published; this reconcile's own status write wakes nothing by itself.
+        Ok(outcome.until(Some(add(self.now, MISMATCH_SHOWN))))
     }
 
     /// The code cannot be used again: the authorisation ends, the hand-off goes.

@@ -206,14 +206,16 @@ impl RegistrationRun<'_> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(400))
             .with_max_times(4);
-        (|| self.secrets.apply(name, &self.owner, data.clone()))
+        let version = (|| self.secrets.apply(name, &self.owner, data.clone()))
             .retry(backoff)
             .when(|e| !matches!(e, SecretError::NotOwned { .. }))
             .notify(|e, _| tracing::warn!(error = %e, "storing credentials failed; retrying"))
             .await
             .inspect_err(|e| {
                 tracing::error!(error = %e, "could not store the credentials issued at registration")
-            })
+            })?;
+        self.wrote_secret(name, version);
+        Ok(())
     }
 
     /// Reads the signature certificate; the inner error is a message for the user.

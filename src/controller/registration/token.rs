@@ -13,6 +13,7 @@ use crate::controller::schedule::{
 use crate::provider::{token, ClientCredentials, ProviderError};
 use crate::secrets::SecretError;
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 use std::time::Duration;
@@ -44,7 +45,7 @@ impl RegistrationRun<'_> {
                 if why == RefreshReason::Forced {
                     self.status.handled_force_refresh = force.map(str::to_string);
                 }
-                self.refresh_token(base, credentials, &token_name, why, owned)
+                self.refresh_token(base, credentials, existing.as_ref(), why)
                     .await
             }
         }
@@ -66,10 +67,11 @@ impl RegistrationRun<'_> {
         &mut self,
         base: &Url,
         credentials: &ClientCredentials,
-        token_name: &str,
+        existing: Option<&Secret>,
         why: RefreshReason,
-        had_token: bool,
     ) -> Step<Outcome> {
+        let token_name = &self.obj.token_secret_name();
+        let had_token = existing.is_some();
         tracing::info!(reason = ?why, "refreshing client token");
         let response = match self
             .ctx
@@ -113,8 +115,12 @@ impl RegistrationRun<'_> {
             consent_id: None,
         }
         .data();
-        match self.secrets.apply(token_name, &self.owner, data).await {
-            Ok(()) => {}
+        match self
+            .secrets
+            .apply_over(existing, token_name, &self.owner, data)
+            .await
+        {
+            Ok(version) => self.wrote_secret(token_name, version),
             Err(SecretError::NotOwned { .. }) => return Ok(self.conflict(token_name)),
             Err(e) => return Err(e.into()),
         }
