@@ -5,6 +5,7 @@ pub mod controller;
 pub mod http;
 pub mod leader;
 pub mod provider;
+pub mod secret_cache;
 pub mod secrets;
 pub mod signing;
 pub mod telemetry;

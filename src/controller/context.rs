@@ -4,6 +4,7 @@
 use super::consent::polling::PollBook;
 use super::registration::keygen::KeyGenerator;
 use crate::provider::ProviderClient;
+use crate::secret_cache::SecretCache;
 use crate::signing::KeyCache;
 use crate::telemetry::Metrics;
 use jiff::Timestamp;
@@ -168,6 +169,8 @@ pub struct Context {
     pub(crate) keys: KeyCache,
     /// What this operator's reconcilers wrote last, to recognise it coming back.
     pub(crate) own_writes: OwnWrites,
+    /// Contents of the operator's Secrets, read again only when the watch reports a change.
+    pub(crate) secret_cache: Arc<SecretCache>,
 }
 
 impl Context {
@@ -194,6 +197,7 @@ impl Context {
             keygen: KeyGenerator::start(),
             keys: KeyCache::default(),
             own_writes: OwnWrites::default(),
+            secret_cache: Arc::default(),
         }
     }
 

@@ -226,13 +226,17 @@ async fn run_scope(
         crate::api::MANAGED_BY
     ));
     // This operator's own Secret writes come back as events too; they wake nothing.
+    // Every event also tells the Secret cache which contents are still current.
     let secrets = || {
         let ctx = ctx.clone();
+        let cache = ctx.secret_cache.clone();
+        let scope = namespace.clone();
         watcher(
             scoped::<PartialObjectMeta<Secret>>(&client, &namespace),
             owned.clone(),
         )
         .default_backoff()
+        .inspect_ok(move |event| cache.observe(scope.as_deref(), event))
         .touched_objects()
         .try_filter(move |s| std::future::ready(!ctx.own_writes.is_own(SECRET, s)))
     };

@@ -136,10 +136,9 @@ async fn apply(run: &mut ConsentRun<'_>) -> Step<Outcome> {
 
     // Read once: creation, the code exchange, polling and signing all need it.
     let registration = RegistrationView::read(
-        &run.ctx.client,
+        run.ctx,
         &run.namespace,
         &run.obj.spec.registration_ref.name,
-        &run.ctx.settings,
         run.now,
     )
     .await?;

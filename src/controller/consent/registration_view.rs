@@ -6,13 +6,13 @@ use crate::api::contract::{credentials, signing_key, token};
 use crate::api::{find, reason, TppRegistration, READY};
 use crate::controller::report::Outcome;
 use crate::controller::time::add;
-use crate::controller::Settings;
+use crate::controller::Context;
 use crate::provider::{parse_base_url, ClientCredentials, Sensitive};
 use crate::secrets::{text_value, Secrets};
 use crate::signing::{KeyCache, SigningKey};
 use jiff::Timestamp;
 use kube::api::Api;
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -45,13 +45,13 @@ impl RegistrationView {
     /// Reads the registration named `name`; `Err` is the outcome to report while it is missing
     /// or not Ready.
     pub async fn read(
-        client: &Client,
+        ctx: &Context,
         namespace: &str,
         name: &str,
-        settings: &Settings,
         now: Timestamp,
     ) -> Result<Result<Self, Outcome>, kube::Error> {
-        let api: Api<TppRegistration> = Api::namespaced(client.clone(), namespace);
+        let settings = &ctx.settings;
+        let api: Api<TppRegistration> = Api::namespaced(ctx.client.clone(), namespace);
         let Some(registration) = api.get_opt(name).await? else {
             return Ok(Err(not_ready(
                 format!("TppRegistration {name} does not exist in namespace {namespace}; create it (see examples/tpp-registration.yaml) or fix spec.registrationRef."),
@@ -96,7 +96,7 @@ impl RegistrationView {
             obj: registration,
             base,
             provider_url,
-            secrets: Secrets::new(client.clone(), namespace),
+            secrets: Secrets::new(ctx.client.clone(), namespace).cached(ctx.secret_cache.clone()),
         }))
     }
 

@@ -46,10 +46,9 @@ pub(super) async fn cleanup(run: &mut ConsentRun<'_>) -> Result<()> {
 /// usable registration, is reported and the deletion goes on.
 async fn revoke(run: &mut ConsentRun<'_>, consent_id: &str) -> Result<()> {
     let registration = match RegistrationView::read(
-        &run.ctx.client,
+        run.ctx,
         &run.namespace,
         &run.obj.spec.registration_ref.name,
-        &run.ctx.settings,
         run.now,
     )
     .await?

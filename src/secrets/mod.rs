@@ -1,10 +1,12 @@
 //! Reading, writing and adopting the Secrets the operator owns, with server-side apply.
 
-use crate::api::names::owner_label_value;
-use crate::api::{SecretTemplate, ANNOTATION_OWNER, LABEL_MANAGED_BY, MANAGED_BY};
+mod owner;
+
+pub use owner::{managed_by_operator, Owner};
+
+use crate::secret_cache::SecretCache;
 use crate::signing::{KeyCache, KeySource, SigningKey};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::Client;
@@ -48,82 +50,6 @@ pub enum SecretError {
         #[source]
         source: kube::Error,
     },
-}
-
-/// The object that owns a Secret: its label and owner reference come from here.
-#[derive(Clone, Debug)]
-pub struct Owner {
-    /// Label key naming the owner (registration or consent).
-    pub label: &'static str,
-    /// Owner's name.
-    pub name: String,
-    /// Owner reference to set (controller = true).
-    pub reference: OwnerReference,
-    /// The owner's `spec.secretTemplate`: more labels and annotations for its Secrets.
-    pub template: SecretTemplate,
-}
-
-impl Owner {
-    /// Labels every Secret of this owner carries (the owner label is bounded: long names are
-    /// shortened with a hash, see `owner_label_value`).
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        let mut labels = self.template.labels.clone();
-        // The operator's own labels win over the template's.
-        labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
-        labels.insert(self.label.to_string(), owner_label_value(&self.name));
-        labels
-    }
-
-    /// Annotations every Secret of this owner carries: the template's and the owner's full
-    /// name.
-    pub fn annotations(&self) -> BTreeMap<String, String> {
-        let mut annotations = self.template.annotations.clone();
-        annotations.insert(ANNOTATION_OWNER.to_string(), self.name.clone());
-        annotations
-    }
-
-    /// True when `secret` was written by the operator for this owner (labels match, and the
-    /// owner annotation where there is one). A Secret retained from a deleted owner of the same
-    /// name counts, so re-creating the owner adopts it.
-    pub fn owns(&self, secret: &Secret) -> bool {
-        let meta = &secret.metadata;
-        let labels = meta.labels.as_ref();
-        let annotated = meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_OWNER));
-        labels
-            .and_then(|l| l.get(LABEL_MANAGED_BY))
-            .map(String::as_str)
-            == Some(MANAGED_BY)
-            && labels.and_then(|l| l.get(self.label)) == Some(&owner_label_value(&self.name))
-            && match annotated {
-                Some(full) => *full == self.name,
-                // Written before the annotation existed: only short names were possible.
-                None => self.name.len() <= crate::api::names::MAX_LABEL_VALUE,
-            }
-    }
-
-    /// True when `secret` was written by the operator for any owner other than this one, which
-    /// no spec may make this owner read or use.
-    pub fn owned_by_another(&self, secret: &Secret) -> bool {
-        let controlled_elsewhere = secret.metadata.owner_references.iter().flatten().any(|r| {
-            r.controller == Some(true)
-                && r.api_version.starts_with("tpp-operator.dev/")
-                && r.uid != self.reference.uid
-        });
-        (managed_by_operator(secret) && !self.owns(secret)) || controlled_elsewhere
-    }
-}
-
-/// True when the operator wrote `secret` (for whichever owner).
-pub fn managed_by_operator(secret: &Secret) -> bool {
-    secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_MANAGED_BY))
-        .is_some_and(|v| v == MANAGED_BY)
 }
 
 /// The signing key under `key` of a Secret (with `kid` as its key id, if given), parsed once
@@ -188,6 +114,8 @@ pub fn text_value(secret: &Secret, key: &str) -> Result<String, SecretError> {
 #[derive(Clone)]
 pub struct Secrets {
     api: Api<Secret>,
+    namespace: String,
+    cache: Option<Arc<SecretCache>>,
 }
 
 impl Secrets {
@@ -195,18 +123,44 @@ impl Secrets {
     pub fn new(client: Client, namespace: &str) -> Self {
         Secrets {
             api: Api::namespaced(client, namespace),
+            namespace: namespace.to_string(),
+            cache: None,
         }
+    }
+
+    /// The same, reading the operator's own Secrets from `cache` while they are current.
+    pub fn cached(mut self, cache: Arc<SecretCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Reads a Secret; `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
-        self.api
+        if let Some(secret) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.namespace, name))
+        {
+            return Ok(Some(secret));
+        }
+        let secret = self
+            .api
             .get_opt(name)
             .await
             .map_err(|source| SecretError::Kube {
                 name: name.to_string(),
                 source,
-            })
+            })?;
+        if let (Some(cache), Some(s)) = (&self.cache, &secret) {
+            cache.put(s);
+        }
+        Ok(secret)
+    }
+
+    fn forget(&self, name: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget(&self.namespace, name);
+        }
     }
 
     /// Writes the Secret with exactly `data`, labelled and owned by `owner`. Refuses when a
@@ -274,7 +228,12 @@ impl Secrets {
                 &Patch::Apply(value),
             )
             .await
-            .map(|written| written.metadata.resource_version.unwrap_or_default())
+            .map(|written| {
+                if let Some(cache) = &self.cache {
+                    cache.put(&written);
+                }
+                written.metadata.resource_version.unwrap_or_default()
+            })
             .map_err(|source| SecretError::Kube {
                 name: name.to_string(),
                 source,
@@ -285,6 +244,7 @@ impl Secrets {
     pub async fn delete_owned(&self, name: &str, owner: &Owner) -> Result<bool, SecretError> {
         match self.get(name).await? {
             Some(s) if owner.owns(&s) => {
+                self.forget(name);
                 match self.api.delete(name, &DeleteParams::default()).await {
                     Ok(_) => Ok(true),
                     Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
@@ -302,6 +262,7 @@ impl Secrets {
     /// changed or was replaced meanwhile is left alone. A missing Secret is fine.
     pub async fn delete_exact(&self, secret: &Secret) -> Result<(), SecretError> {
         let name = secret.metadata.name.clone().unwrap_or_default();
+        self.forget(&name);
         let params = DeleteParams {
             preconditions: Some(kube::api::Preconditions {
                 uid: secret.metadata.uid.clone(),
@@ -328,12 +289,7 @@ impl Secrets {
                     .iter()
                     .flatten()
                     .any(|r| r.uid == owner.reference.uid);
-                let data = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect();
+                let data = data_as_text(s);
                 self.apply_unchecked(name, owner, data, referenced)
                     .await
                     .map(|_| ())
@@ -347,12 +303,7 @@ impl Secrets {
     pub async fn release(&self, name: &str, owner: &Owner) -> Result<bool, SecretError> {
         match self.get(name).await? {
             Some(s) if owner.owns(&s) => {
-                let data = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect();
+                let data = data_as_text(s);
                 self.apply_unchecked(name, owner, data, false).await?;
                 Ok(true)
             }
@@ -361,11 +312,23 @@ impl Secrets {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A Secret's data as the text `apply` takes (the operator's Secrets hold text only).
+fn data_as_text(secret: Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
 
-    fn owner() -> Owner {
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::api::SecretTemplate;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    pub(super) fn owner() -> Owner {
         Owner {
             label: crate::api::LABEL_REGISTRATION,
             name: "acme".into(),
@@ -374,7 +337,7 @@ mod tests {
         }
     }
 
-    fn secret(labels: &[(&str, &str)], data: &[(&str, &[u8])]) -> Secret {
+    pub(super) fn secret(labels: &[(&str, &str)], data: &[(&str, &[u8])]) -> Secret {
         Secret {
             metadata: ObjectMeta {
                 name: Some("s".into()),
@@ -393,87 +356,6 @@ mod tests {
             ),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn ownership_needs_both_labels() {
-        let o = owner();
-        assert!(o.owns(&secret(
-            &[
-                (LABEL_MANAGED_BY, MANAGED_BY),
-                (crate::api::LABEL_REGISTRATION, "acme")
-            ],
-            &[]
-        )));
-        assert!(!o.owns(&secret(
-            &[
-                (LABEL_MANAGED_BY, MANAGED_BY),
-                (crate::api::LABEL_REGISTRATION, "other")
-            ],
-            &[]
-        )));
-        assert!(!o.owns(&secret(&[(crate::api::LABEL_REGISTRATION, "acme")], &[])));
-        assert!(!o.owns(&secret(&[], &[])));
-    }
-
-    #[test]
-    fn the_template_adds_labels_but_never_replaces_the_operators() {
-        let o = Owner {
-            template: SecretTemplate {
-                labels: BTreeMap::from([
-                    ("team".to_string(), "payments".to_string()),
-                    (LABEL_MANAGED_BY.to_string(), "someone-else".to_string()),
-                ]),
-                annotations: BTreeMap::from([(
-                    "reloader.stakater.com/match".to_string(),
-                    "true".to_string(),
-                )]),
-            },
-            ..owner()
-        };
-        let labels = o.labels();
-        assert_eq!(labels["team"], "payments");
-        assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
-        assert_eq!(labels[crate::api::LABEL_REGISTRATION], "acme");
-        assert_eq!(o.annotations()["reloader.stakater.com/match"], "true");
-        assert_eq!(o.annotations()[ANNOTATION_OWNER], "acme");
-    }
-
-    #[test]
-    fn secrets_of_other_owners_are_recognised() {
-        let o = owner();
-        let ours = secret(
-            &[
-                (LABEL_MANAGED_BY, MANAGED_BY),
-                (crate::api::LABEL_REGISTRATION, "acme"),
-            ],
-            &[],
-        );
-        assert!(!o.owned_by_another(&ours));
-        let theirs = secret(
-            &[
-                (LABEL_MANAGED_BY, MANAGED_BY),
-                (crate::api::LABEL_REGISTRATION, "victim"),
-            ],
-            &[],
-        );
-        assert!(o.owned_by_another(&theirs));
-        // A Secret the user made is theirs to bring.
-        assert!(!o.owned_by_another(&secret(&[], &[])));
-        // Long names: the label is bounded, the annotation tells them apart.
-        let long = Owner {
-            name: "a".repeat(200),
-            ..owner()
-        };
-        let mut written = secret(&[], &[]);
-        written.metadata.labels = Some(long.labels());
-        written.metadata.annotations = Some(long.annotations());
-        assert!(long.owns(&written));
-        let other = Owner {
-            name: format!("{}b", "a".repeat(199)),
-            ..owner()
-        };
-        assert!(!other.owns(&written));
     }
 
     #[test]
