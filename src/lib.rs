@@ -5,7 +5,6 @@ pub mod controller;
 pub mod http;
 pub mod leader;
 pub mod provider;
-pub mod secret_cache;
 pub mod secrets;
 pub mod signing;
 pub mod telemetry;

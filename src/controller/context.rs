@@ -4,7 +4,7 @@
 use super::consent::polling::PollBook;
 use super::registration::keygen::KeyGenerator;
 use crate::provider::ProviderClient;
-use crate::secret_cache::SecretCache;
+use crate::secrets::SecretCache;
 use crate::signing::KeyCache;
 use crate::telemetry::Metrics;
 use jiff::Timestamp;

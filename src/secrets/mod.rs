@@ -1,10 +1,11 @@
 //! Reading, writing and adopting the Secrets the operator owns, with server-side apply.
 
+pub mod cache;
 mod owner;
 
+pub use cache::SecretCache;
 pub use owner::{managed_by_operator, Owner};
 
-use crate::secret_cache::SecretCache;
 use crate::signing::{KeyCache, KeySource, SigningKey};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;

@@ -6,7 +6,7 @@
 //! contents and trusts one only while the operator's label-selected metadata watch reports the
 //! same resourceVersion for that Secret; anything else is a miss, answered by a GET.
 
-use crate::secrets::managed_by_operator;
+use super::owner::managed_by_operator;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::Event;
