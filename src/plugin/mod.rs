@@ -9,6 +9,8 @@
 mod actions;
 mod cli;
 mod cluster;
+#[cfg(test)]
+mod samples;
 mod view;
 
 use clap::Parser;

@@ -52,15 +52,10 @@ fn registration(out: &mut String, r: &TppRegistration, now: Timestamp) {
         "Next refresh",
         optional_time(&status.next_refresh_at, now),
     );
-    line(
+    failures(
         out,
-        "Failures",
-        format!("{} in a row", status.consecutive_failures),
-    );
-    line(
-        out,
-        "Last failure",
-        optional(status.last_failure.as_deref()),
+        status.consecutive_failures,
+        status.last_failure.as_deref(),
     );
     let keys = status
         .signing_keys
@@ -115,17 +110,17 @@ fn consent(out: &mut String, c: &AccountConsent, now: Timestamp) {
         },
     );
     if status.consecutive_failures > 0 || status.last_failure.is_some() {
-        line(
+        failures(
             out,
-            "Failures",
-            format!("{} in a row", status.consecutive_failures),
-        );
-        line(
-            out,
-            "Last failure",
-            optional(status.last_failure.as_deref()),
+            status.consecutive_failures,
+            status.last_failure.as_deref(),
         );
     }
+}
+
+fn failures(out: &mut String, count: u32, last: Option<&str>) {
+    line(out, "Failures", format!("{count} in a row"));
+    line(out, "Last failure", optional(last));
 }
 
 fn ready(out: &mut String, conditions: &[Condition]) {
