@@ -35,35 +35,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// kubectl with a kubeconfig, run from the repository root like a user following the README.
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    run(Command::new(tool("kubectl"))
-        .current_dir(REPO)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args))
-}
-
-fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = kubectl(kubeconfig, args);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A copy of the admin kubeconfig whose context defaults to `ns`, as a user's would.
-fn user_kubeconfig(dir: &Path, ns: &str) -> PathBuf {
-    let path = dir.join("user-kubeconfig");
-    std::fs::copy(kubeconfig_path(), &path).expect("copy kubeconfig");
-    kubectl_ok(
-        &path,
-        &["config", "set-context", "--current", "--namespace", ns],
-    );
-    path
-}
-
 /// Installs the chart's ServiceAccount and RBAC into `ns` and returns a kubeconfig holding a
 /// TokenRequest token of that ServiceAccount.
 fn operator_kubeconfig(

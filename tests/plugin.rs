@@ -26,32 +26,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(tool("kubectl"))
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// A copy of the admin kubeconfig whose current context's namespace is `ns`, as a user's.
-fn user_kubeconfig(dir: &Path, ns: &str) -> PathBuf {
-    let path = dir.join("user-kubeconfig");
-    std::fs::copy(kubeconfig_path(), &path).expect("copy kubeconfig");
-    kubectl_ok(
-        &path,
-        &["config", "set-context", "--current", "--namespace", ns],
-    );
-    path
-}
-
 /// `dir/bin` holding `kubectl-tpp`, a symlink to the binary, as the README installs it.
 fn plugin_dir(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");

@@ -9,8 +9,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tpp_operator::controller::{Context, Settings};
@@ -44,6 +44,39 @@ pub fn tool(name: &str) -> PathBuf {
         path.exists(),
         "{} missing: run scripts/install-tools.sh",
         path.display()
+    );
+    path
+}
+
+/// kubectl with a kubeconfig, run from the repository root like a user following the README.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(tool("kubectl"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+/// kubectl that must succeed; its standard output.
+pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = kubectl(kubeconfig, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A copy of the admin kubeconfig whose current context's namespace is `ns`, as a user's would.
+pub fn user_kubeconfig(dir: &Path, ns: &str) -> PathBuf {
+    let path = dir.join("user-kubeconfig");
+    std::fs::copy(kubeconfig_path(), &path).expect("copy kubeconfig");
+    kubectl_ok(
+        &path,
+        &["config", "set-context", "--current", "--namespace", ns],
     );
     path
 }
