@@ -4,7 +4,7 @@
 use super::consent::polling::PollBook;
 use super::registration::keygen::KeyGenerator;
 use crate::provider::ProviderClient;
-use crate::secrets::SecretCache;
+use crate::secrets::{SecretCache, Secrets};
 use crate::signing::KeyCache;
 use crate::telemetry::Metrics;
 use jiff::Timestamp;
@@ -199,6 +199,11 @@ impl Context {
             own_writes: OwnWrites::default(),
             secret_cache: Arc::default(),
         }
+    }
+
+    /// Secret access in `namespace`, reading the operator's own Secrets through the cache.
+    pub(crate) fn secrets(&self, namespace: &str) -> Secrets {
+        Secrets::new(self.client.clone(), namespace).cached(self.secret_cache.clone())
     }
 
     /// The same context with another clock.

@@ -234,7 +234,7 @@ impl<'a, K: Reconciled> Run<'a, K> {
         Ok(Run {
             obj,
             ctx,
-            secrets: Secrets::new(ctx.client.clone(), &namespace).cached(ctx.secret_cache.clone()),
+            secrets: ctx.secrets(&namespace),
             owner: Owner {
                 label: K::OWNER_LABEL,
                 name: name.clone(),

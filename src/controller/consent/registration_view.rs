@@ -96,7 +96,7 @@ impl RegistrationView {
             obj: registration,
             base,
             provider_url,
-            secrets: Secrets::new(ctx.client.clone(), namespace).cached(ctx.secret_cache.clone()),
+            secrets: ctx.secrets(namespace),
         }))
     }
 
