@@ -63,10 +63,7 @@ pub fn attempt_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
-    }
+    use crate::controller::fixtures::ts;
 
     #[test]
     fn first_attempt_goes_ahead() {

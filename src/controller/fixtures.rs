@@ -16,6 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_test::mock::{self, Handle};
 
+/// The time `s` seconds after the Unix epoch.
+pub fn ts(s: i64) -> Timestamp {
+    Timestamp::from_second(s).expect("a time in range")
+}
+
 impl TppRegistration {
     /// A registration `acme` in namespace `default`, as the API server returns it once the
     /// operator added its finalizer.

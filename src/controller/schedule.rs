@@ -134,10 +134,7 @@ pub fn backoff(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
-    }
+    use crate::controller::fixtures::ts;
 
     fn policy(at: Option<u8>, jitter: u8, margin: u32) -> RefreshPolicy {
         RefreshPolicy {

@@ -130,11 +130,8 @@ pub fn consent_expired(expiration: Option<Timestamp>, now: Timestamp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::fixtures::ts;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
-    }
 
     #[test]
     fn an_unconfirmed_creation_waits_for_a_human() {

@@ -215,10 +215,7 @@ impl ConsentRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
-    }
+    use crate::controller::fixtures::ts;
 
     #[test]
     fn polling_backs_off_to_five_minutes_with_bounded_jitter() {

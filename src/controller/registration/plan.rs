@@ -211,13 +211,10 @@ pub fn key_plan(stored: Option<&str>, published: Option<&str>, rotate_requested:
 mod tests {
     use super::*;
     use crate::api::RegistrationState;
+    use crate::controller::fixtures::ts;
     use crate::provider::Endpoint;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use std::time::Duration;
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
-    }
 
     fn token_status(issued: i64, next: i64) -> TppRegistrationStatus {
         TppRegistrationStatus {

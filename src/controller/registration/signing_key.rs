@@ -208,6 +208,7 @@ fn public_key(key: &SigningKey) -> PublishedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::fixtures::ts;
 
     fn jwk(kid: &str) -> PublishedKey {
         PublishedKey {
@@ -216,10 +217,6 @@ mod tests {
             exponent: "AQAB".into(),
             retire_at: None,
         }
-    }
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
     }
 
     #[test]
