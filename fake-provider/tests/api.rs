@@ -526,17 +526,7 @@ async fn customer_tokens_are_bound_to_the_consent_and_codes_to_their_client() {
     let http = reqwest::Client::new();
     let (a_id, a_password, consent_a) = client_with_consent(&http, &fake).await;
     let (b_id, b_password, _consent_b) = client_with_consent(&http, &fake).await;
-    let authorised: Value = http
-        .post(format!(
-            "{}/__admin/consents/{consent_a}/authorise",
-            fake.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let authorised = admin_authorise(&http, &fake, &consent_a, None).await;
     let code = authorised["code"].as_str().unwrap();
     assert!(
         authorised["state"].is_null(),
@@ -593,6 +583,23 @@ async fn customer_tokens_are_bound_to_the_consent_and_codes_to_their_client() {
 
 /// Verifies an id_token against the fake's JWKS (with the crate's independent RSA verifier)
 /// and returns (header, claims).
+/// The admin API's authorisation of `consent` (with `body`: the state and nonce to use).
+async fn admin_authorise(
+    http: &reqwest::Client,
+    fake: &FakeProvider,
+    consent: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request = http.post(format!(
+        "{}/__admin/consents/{consent}/authorise",
+        fake.base_url()
+    ));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn verified_id_token(fake: &FakeProvider, id_token: &str) -> (Value, Value) {
     let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", fake.base_url()))
         .await
@@ -614,18 +621,13 @@ async fn id_tokens_are_ps256_jws_about_the_consent_verifiable_with_the_fakes_jwk
     let fake = FakeProvider::start(Config::default()).await.unwrap();
     let http = reqwest::Client::new();
     let (id, password, consent) = client_with_consent(&http, &fake).await;
-    let a: Value = http
-        .post(format!(
-            "{}/__admin/consents/{consent}/authorise",
-            fake.base_url()
-        ))
-        .json(&json!({"state": "s-1", "nonce": "n-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a = admin_authorise(
+        &http,
+        &fake,
+        &consent,
+        Some(json!({"state": "s-1", "nonce": "n-1"})),
+    )
+    .await;
     assert_eq!(a["state"], "s-1");
     let (_, c) = verified_id_token(&fake, a["id_token"].as_str().unwrap()).await;
     assert_eq!(c["iss"], fake.base_url().as_str());
@@ -765,17 +767,7 @@ async fn authorisation_redirect_read_without_following_carries_code_id_token_and
     );
 
     // The admin API re-authorises with the remembered state and nonce.
-    let again: Value = http
-        .post(format!(
-            "{}/__admin/consents/{consent}/authorise",
-            fake.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = admin_authorise(&http, &fake, &consent, None).await;
     assert_eq!(again["state"], "state-42");
     let (_, c) = verified_id_token(&fake, again["id_token"].as_str().unwrap()).await;
     assert_eq!(c["nonce"], "nonce-7");
