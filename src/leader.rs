@@ -9,6 +9,7 @@ use kube::Client;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Settings of the election.
 #[derive(Clone, Debug)]
@@ -76,6 +77,68 @@ pub fn lease_action(
         None | Some("") => LeaseAction::TakeOver,
         Some(_) if unchanged_for >= lease_duration => LeaseAction::TakeOver,
         Some(_) => LeaseAction::Follow,
+    }
+}
+
+/// Leadership ended without a shutdown being asked for: the process should exit so that it
+/// restarts as a standby.
+#[derive(Debug, thiserror::Error)]
+#[error("lost the leader lease")]
+pub struct LostLeadership;
+
+/// Runs `lead` while this replica holds the lease, until `shutdown` is cancelled.
+///
+/// `lead` starts once the lease is held and gets a token that is cancelled on shutdown: it
+/// finishes its in-flight work and returns, and only then is the lease released, so a standby
+/// never starts while this replica still works. Losing the lease drops `lead` at once,
+/// in-flight work included, so that two replicas never act on the same object, and returns
+/// `LostLeadership`.
+pub async fn while_leading<F, Fut>(
+    client: Client,
+    config: LeaseConfig,
+    shutdown: CancellationToken,
+    lead: F,
+) -> Result<(), LostLeadership>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (leading_tx, mut leading) = watch::channel(false);
+    // The lease is released only on this explicit stop. If this future is dropped (the task
+    // aborted, like a crashed process), the election task is aborted and the lease expires.
+    let release = CancellationToken::new();
+    let mut election = AbortOnDrop(tokio::spawn(run(
+        client,
+        config,
+        leading_tx,
+        release.clone().cancelled_owned(),
+    )));
+    let became_leader = tokio::select! {
+        _ = shutdown.cancelled() => false,
+        became = leading.wait_for(|l| *l) => became.is_ok(),
+    };
+    let result = if became_leader {
+        let work = lead(shutdown.child_token());
+        tokio::pin!(work);
+        tokio::select! {
+            _ = &mut work => Ok(()),
+            // Dropping the work cancels in-flight reconciles at once.
+            _ = leading.wait_for(|l| !*l) => Err(LostLeadership),
+        }
+    } else {
+        Ok(())
+    };
+    release.cancel();
+    let _ = (&mut election.0).await;
+    result
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tpp_operator::controller::{self, Context, Settings};
 use tpp_operator::http::{self, HttpState, PublicLimits};
 use tpp_operator::leader::LeaseConfig;
 use tpp_operator::provider::{parse_base_url, ProviderClient, ProviderConfig};
 use tpp_operator::telemetry::{self, LogFormat, Metrics};
 
+mod check;
 mod plugin;
 
 #[derive(Parser)]
@@ -146,16 +148,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check(args) => match runtime().map(|rt| rt.block_on(check(args))) {
-            Ok(Ok(())) => {
-                println!("ok");
-                ExitCode::SUCCESS
+        Command::Check(args) => {
+            match runtime().map(|rt| rt.block_on(check::installation(&args.url, args.crds))) {
+                Ok(Ok(())) => {
+                    println!("ok");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(e)) | Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Ok(Err(e)) | Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run(args) => {
             telemetry::init_logging(args.log_format);
             telemetry::install_panic_hook();
@@ -222,7 +226,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
-    controller::check_crds(&client, &settings.namespaces).await.map_err(|e| {
+    check::crds_readable(&client, &settings.namespaces).await.map_err(|e| {
         format!("cannot list TppRegistrations; are the CRDs installed (kubectl apply -f crds/) and RBAC granted? {e}")
     })?;
     let metrics = Arc::new(Metrics::new());
@@ -236,8 +240,6 @@ async fn run(args: RunArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let ctx = Arc::new(Context::new(client, provider, metrics, settings));
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let lease = args.leader_elect.then(|| {
         LeaseConfig::new(
             args.lease_namespace
@@ -249,17 +251,17 @@ async fn run(args: RunArgs) -> Result<(), String> {
             Duration::from_secs(args.lease_duration_seconds.max(3)),
         )
     });
+
+    // One cancellation tree: a signal stops the servers and, after its in-flight reconciles,
+    // the controller; a controller that ends by itself (lost lease) stops the servers too.
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
     let servers = tokio::spawn(serve_http(
         args_limits(&args),
         args.public_addr,
         args.metrics_addr,
         ctx.clone(),
-        stop_rx.clone(),
-    ));
-    let mut controller = tokio::spawn(controller::run_elected(
-        ctx.clone(),
-        lease,
-        stopped(stop_rx),
+        shutdown.clone(),
     ));
     tracing::info!(
         provider = %ctx.settings.default_provider_url,
@@ -268,30 +270,15 @@ async fn run(args: RunArgs) -> Result<(), String> {
         leader_elect = args.leader_elect,
         "tpp-operator started"
     );
-
-    let outcome = tokio::select! {
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down: finishing in-flight reconciles");
-            let _ = stop_tx.send(true);
-            match controller.await {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("controller task: {e}")),
-            }
-        }
-        ended = &mut controller => {
-            let _ = stop_tx.send(true);
-            match ended {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("{e}; exiting so that this replica restarts as a standby")),
-                Err(e) => Err(format!("controller task: {e}")),
-            }
-        }
-    };
+    let controlled = controller::run_elected(ctx.clone(), lease, shutdown.child_token()).await;
+    shutdown.cancel();
     let served = servers
         .await
         .map_err(|e| format!("HTTP server task: {e}"))
         .and_then(|r| r);
-    outcome.and(served)
+    controlled
+        .map_err(|e| format!("{e}; exiting so that this replica restarts as a standby"))
+        .and(served)
 }
 
 fn args_limits(args: &RunArgs) -> PublicLimits {
@@ -303,18 +290,13 @@ fn args_limits(args: &RunArgs) -> PublicLimits {
     }
 }
 
-/// Resolves once `rx` turns true.
-async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stopped| *stopped).await;
-}
-
 /// Serves the public and the operations listeners until the stop signal.
 async fn serve_http(
     limits: PublicLimits,
     public_addr: SocketAddr,
     metrics_addr: SocketAddr,
     ctx: Arc<Context>,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), String> {
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
@@ -327,34 +309,18 @@ async fn serve_http(
         http::serve_on(
             public,
             http::public_router(state.clone(), &limits),
-            stopped(stop.clone())
+            stop.clone().cancelled_owned()
         ),
-        http::serve_on(ops, http::ops_router(state), stopped(stop)),
+        http::serve_on(ops, http::ops_router(state), stop.cancelled_owned()),
     );
     a.and(b).map_err(|e| format!("HTTP server: {e}"))
 }
 
-/// The `check` subcommand.
-async fn check(args: CheckArgs) -> Result<(), String> {
-    let response = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?
-        .get(&args.url)
-        .send()
-        .await
-        .map_err(|e| format!("{}: {e}", args.url))?;
-    if !response.status().is_success() {
-        return Err(format!("{} answered {}", args.url, response.status()));
-    }
-    if args.crds {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
-        controller::check_crds_established(&client).await?;
-    }
-    Ok(())
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight reconciles");
+    shutdown.cancel();
 }
 
 async fn shutdown_signal() {

@@ -45,23 +45,11 @@ async fn env(prefix: &str, config: FakeConfig) -> Env {
 }
 
 fn consent_object(name: &str, extra: serde_json::Value) -> DynamicObject {
-    let mut spec = json!({
-        "registrationRef": {"name": "tpp"},
-        "permissions": ["ReadAccountsBasic", "ReadAccountsDetail"],
-        "redirectUri": REDIRECT,
-    });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            s.insert(k.clone(), v.clone());
-        }
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "tpp-operator.dev/v1alpha1",
-        "kind": "AccountConsent",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("object")
+    let object = objects::consent(name, "tpp")
+        .permissions(&["ReadAccountsBasic", "ReadAccountsDetail"])
+        .redirect_uri(REDIRECT)
+        .spec_fields(extra);
+    serde_json::from_value(object.json()).expect("object")
 }
 
 impl Env {
@@ -101,18 +89,10 @@ impl Env {
         )
         .await;
         let api: Api<TppRegistration> = Api::namespaced(self.client.clone(), &self.ns);
-        let obj: TppRegistration = serde_json::from_value(json!({
-            "apiVersion": "tpp-operator.dev/v1alpha1",
-            "kind": "TppRegistration",
-            "metadata": {"name": name},
-            "spec": {
-                "providerUrl": self.fake.base_url(),
-                "organisation": {"name": "Cway Bottle Company", "email": "cway@finance.co", "address": "1 Roada Way", "countryISO": "GB"},
-                "callbackUrl": "https://cway.example/callback",
-                "signatureCertificateSecretRef": {"name": "tpp-signature"},
-            }
-        }))
-        .expect("registration");
+        let obj = objects::registration(name)
+            .provider(&self.fake.base_url())
+            .signature_secret("tpp-signature");
+        let obj: TppRegistration = serde_json::from_value(obj.json()).expect("registration");
         api.create(&PostParams::default(), &obj)
             .await
             .expect("create registration");
@@ -674,46 +654,6 @@ async fn invalid_consents_are_refused_at_admission() {
         err.to_string().contains("cannot change after creation"),
         "{err}"
     );
-}
-
-#[tokio::test]
-async fn an_expired_customer_token_asks_for_reauthorisation() {
-    // Tokens live 8 s here, the customer token included.
-    let mut env = env(
-        "consent-reauth",
-        FakeConfig {
-            token_lifetime_secs: 8,
-            ..FakeConfig::default()
-        },
-    )
-    .await;
-    env.start_operator().await;
-    env.registration().await;
-    env.create("short", json!({})).await;
-    let st = env
-        .wait_ready("short", "False", "AwaitingAuthorisation", 30)
-        .await;
-    let query = env.visit(&st.authorisation_url.expect("url"), None).await;
-    assert_eq!(env.callback(&query).await.0, 200);
-    let st = env.wait_ready("short", "True", "Authorised", 30).await;
-    let expiry = st.token_expires_at.expect("token expiry").0;
-    let st = env
-        .wait_ready("short", "False", "ReauthorisationRequired", 20)
-        .await;
-    assert!(jiff::Timestamp::now() >= expiry);
-    let message = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
-    assert!(message.contains("must authorise again"), "{message}");
-    assert_eq!(
-        env.fake.calls().auth_code_token,
-        1,
-        "no refresh is possible"
-    );
-    env.stop_operator().await;
 }
 
 // --- Trust boundaries: the internet-facing callback, and Secrets that are not ours ---

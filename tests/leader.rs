@@ -65,18 +65,10 @@ async fn only_the_leader_calls_the_provider_and_a_standby_takes_over() {
     )
     .await;
     let registrations: Api<TppRegistration> = Api::namespaced(client.clone(), &ns);
-    let tpp: TppRegistration = serde_json::from_value(json!({
-        "apiVersion": "tpp-operator.dev/v1alpha1", "kind": "TppRegistration",
-        "metadata": {"name": "acme"},
-        "spec": {
-            "providerUrl": fake.base_url(),
-            "organisation": {"name": "Acme", "email": "a@acme.io", "address": "1 Road", "countryISO": "GB"},
-            "callbackUrl": "https://acme.io/cb",
-            "signatureCertificateSecretRef": {"name": "acme-signature"},
-            "refresh": {"jitterPercent": 0, "safetyMarginSeconds": 1}
-        }
-    }))
-    .expect("TppRegistration");
+    let tpp = objects::registration("acme")
+        .provider(&fake.base_url())
+        .predictable_refresh(1);
+    let tpp: TppRegistration = serde_json::from_value(tpp.json()).expect("TppRegistration");
     registrations
         .create(&PostParams::default(), &tpp)
         .await
@@ -140,7 +132,7 @@ async fn only_the_leader_calls_the_provider_and_a_standby_takes_over() {
     );
 
     // A graceful stop releases the lease at once.
-    let _ = stop_b.send(true);
+    stop_b.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), task_b)
         .await
         .expect("replica-b stops")

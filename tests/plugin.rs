@@ -79,17 +79,10 @@ fn tpp_error(kubeconfig: &Path, args: &[&str]) -> String {
 
 async fn create_registration(client: &Client, ns: &str, name: &str) -> TppRegistration {
     let api: Api<TppRegistration> = Api::namespaced(client.clone(), ns);
-    let object: TppRegistration = serde_json::from_value(json!({
-        "apiVersion": "tpp-operator.dev/v1alpha1",
-        "kind": "TppRegistration",
-        "metadata": {"name": name, "annotations": {"team": "payments"}},
-        "spec": {
-            "organisation": {"name": "Cway", "email": "a@cway.example", "address": "1 Road", "countryISO": "GB"},
-            "callbackUrl": "https://cway.example/callback",
-            "signatureCertificateSecretRef": {"name": "sig"}
-        }
-    }))
-    .expect("registration");
+    let object = objects::registration(name)
+        .signature_secret("sig")
+        .meta("annotations", json!({"team": "payments"}));
+    let object: TppRegistration = serde_json::from_value(object.json()).expect("registration");
     api.create(&PostParams::default(), &object)
         .await
         .expect("create registration")
@@ -97,17 +90,8 @@ async fn create_registration(client: &Client, ns: &str, name: &str) -> TppRegist
 
 async fn create_consent(client: &Client, ns: &str, name: &str) -> AccountConsent {
     let api: Api<AccountConsent> = Api::namespaced(client.clone(), ns);
-    let object: AccountConsent = serde_json::from_value(json!({
-        "apiVersion": "tpp-operator.dev/v1alpha1",
-        "kind": "AccountConsent",
-        "metadata": {"name": name},
-        "spec": {
-            "registrationRef": {"name": "cway"},
-            "permissions": ["ReadAccountsBasic"],
-            "redirectUri": "https://cway.example/back"
-        }
-    }))
-    .expect("consent");
+    let object: AccountConsent =
+        serde_json::from_value(objects::consent(name, "cway").json()).expect("consent");
     api.create(&PostParams::default(), &object)
         .await
         .expect("create consent")

@@ -24,25 +24,11 @@ fn registration(name: &str, provider: &str, extra: serde_json::Value) -> TppRegi
 
 /// The same as untyped JSON, which may hold values the Rust types would refuse.
 fn raw_registration(name: &str, provider: &str, extra: serde_json::Value) -> DynamicObject {
-    let mut spec = json!({
-        "providerUrl": provider,
-        "organisation": {"name": "Cway Bottle Company", "email": "cway-bottle@finance.co", "address": "1 Roada Way", "countryISO": "GB"},
-        "callbackUrl": "https://cway.example/callback",
-        "signatureCertificateSecretRef": {"name": format!("{name}-signature")},
-        "refresh": {"jitterPercent": 0, "safetyMarginSeconds": 1},
-    });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            s.insert(k.clone(), v.clone());
-        }
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "tpp-operator.dev/v1alpha1",
-        "kind": "TppRegistration",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("object")
+    let object = objects::registration(name)
+        .provider(provider)
+        .predictable_refresh(1)
+        .spec_fields(extra);
+    serde_json::from_value(object.json()).expect("object")
 }
 
 /// The message of the Ready condition.
@@ -543,33 +529,6 @@ async fn foreign_token_secret_is_not_overwritten() {
     let msg = ready_message(&st);
     assert!(msg.contains("acme-token"), "{msg}");
     assert_eq!(e.token("acme").await, "someone-elses");
-    op.stop().await;
-}
-
-#[tokio::test]
-async fn force_refresh_annotation_gets_a_new_token_once() {
-    let e = env("force", 300).await;
-    let op = e.operator_with_ready("acme").await;
-    let old = e.token("acme").await;
-    let annotate = json!({"metadata": {"annotations": {"tpp-operator.dev/force-refresh": "2026-11-24T10:00:00Z"}}});
-    e.api
-        .patch("acme", &PatchParams::default(), &Patch::Merge(annotate))
-        .await
-        .expect("annotate");
-    let changed = wait_for(Duration::from_secs(20), || async {
-        (e.token("acme").await != old).then_some(())
-    })
-    .await;
-    assert!(
-        changed.is_some(),
-        "forced refresh did not replace the token"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        e.fake.calls().client_token,
-        2,
-        "the same annotation value refreshes once"
-    );
     op.stop().await;
 }
 

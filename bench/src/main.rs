@@ -16,6 +16,8 @@
 //! It prints figures; it does not pass or fail on them.
 
 mod metrics;
+#[path = "../../tests/common/objects.rs"]
+mod objects;
 mod procs;
 mod refresh;
 mod shape;
@@ -400,24 +402,18 @@ pub async fn create_registrations(
     let key_ref = shared_signing_key.then(|| json!({"name": SHARED_KEY_SECRET}));
     create_all(n, |i| {
         let api = api.clone();
-        let mut spec = json!({
-            "providerUrl": provider,
-            "organisation": {"name": format!("Org {i}"), "email": format!("org{i}@bench.example"), "address": "1 Bench Way", "countryISO": "GB"},
-            "callbackUrl": "https://bench.example/callback",
-            "signatureCertificateSecretRef": {"name": "signature"},
-            "refresh": refresh,
-        });
+        let mut object = objects::registration(&format!("r{i}"))
+            .provider(&provider)
+            .spec("organisation", json!({"name": format!("Org {i}"), "email": format!("org{i}@bench.example"), "address": "1 Bench Way", "countryISO": "GB"}))
+            .spec("callbackUrl", json!("https://bench.example/callback"))
+            .signature_secret("signature")
+            .spec("refresh", refresh.clone());
         if let Some(key_ref) = &key_ref {
-            spec["signingKeySecretRef"] = key_ref.clone();
+            object = object.spec("signingKeySecretRef", key_ref.clone());
         }
         async move {
-            let obj: TppRegistration = serde_json::from_value(json!({
-                "apiVersion": "tpp-operator.dev/v1alpha1",
-                "kind": "TppRegistration",
-                "metadata": {"name": format!("r{i}")},
-                "spec": spec,
-            }))
-            .map_err(err("registration"))?;
+            let obj: TppRegistration =
+                serde_json::from_value(object.json()).map_err(err("registration"))?;
             api.create(&PostParams::default(), &obj)
                 .await
                 .map(|_| ())

@@ -171,17 +171,11 @@ async fn consent_phases(
     create_all(c, |i| {
         let api = consents.clone();
         async move {
-            let obj: AccountConsent = serde_json::from_value(json!({
-                "apiVersion": "tpp-operator.dev/v1alpha1",
-                "kind": "AccountConsent",
-                "metadata": {"name": format!("c{i}")},
-                "spec": {
-                    "registrationRef": {"name": format!("r{}", i % r)},
-                    "permissions": ["ReadAccountsBasic", "ReadAccountsDetail"],
-                    "redirectUri": "https://bench.example/callback",
-                }
-            }))
-            .map_err(err("consent"))?;
+            let object = crate::objects::consent(&format!("c{i}"), &format!("r{}", i % r))
+                .permissions(&["ReadAccountsBasic", "ReadAccountsDetail"])
+                .redirect_uri("https://bench.example/callback");
+            let obj: AccountConsent =
+                serde_json::from_value(object.json()).map_err(err("consent"))?;
             api.create(&PostParams::default(), &obj)
                 .await
                 .map(|_| ())

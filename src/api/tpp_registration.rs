@@ -314,6 +314,20 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// Where a registration's signing key is, and which keys of its Secret hold what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeySource<'a> {
+    /// Name of the Secret.
+    pub secret: String,
+    /// Key holding the PEM private key.
+    pub private_key: &'a str,
+    /// Key holding the key id of a TPP-supplied key (a generated key's id is its RFC 7638
+    /// thumbprint, also stored under `kid`).
+    pub kid: Option<&'a str>,
+    /// True when the operator generates the key and owns its Secret.
+    pub generated: bool,
+}
+
 /// How the credentials of a registration came to be.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegistrationState {
@@ -339,13 +353,38 @@ impl TppRegistration {
 
     /// Name of the Secret with the signing key (the user's, or the generated one).
     pub fn signing_key_secret_name(&self) -> String {
+        self.signing_key_source().secret
+    }
+
+    /// Where the signing key is: the TPP's own Secret (`spec.signingKeySecretRef`), or the
+    /// Secret the operator generates (`<name>-signing-key`).
+    pub fn signing_key_source(&self) -> SigningKeySource<'_> {
         match &self.spec.signing_key_secret_ref {
-            Some(r) => r.name.clone(),
-            None => format!(
-                "{}-signing-key",
-                self.metadata.name.as_deref().unwrap_or_default()
-            ),
+            Some(r) => SigningKeySource {
+                secret: r.name.clone(),
+                private_key: &r.private_key_key,
+                kid: Some(&r.kid_key),
+                generated: false,
+            },
+            None => SigningKeySource {
+                secret: format!(
+                    "{}-signing-key",
+                    self.metadata.name.as_deref().unwrap_or_default()
+                ),
+                private_key: super::contract::signing_key::PRIVATE_KEY,
+                kid: None,
+                generated: true,
+            },
         }
+    }
+
+    /// The provider URL this registration uses: the one it registered with (kept in status, so
+    /// that a changed default never moves it), else the spec's. `None`: the operator's default.
+    pub fn provider_url(&self) -> Option<&str> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.provider_url.as_deref())
+            .or(self.spec.provider_url.as_deref())
     }
 
     /// Name of the client token Secret.

@@ -2,6 +2,7 @@
 //! operator's settings.
 
 use super::consent::polling::PollBook;
+use super::readiness::Readiness;
 use super::registration::keygen::KeyGenerator;
 use crate::provider::ProviderClient;
 use crate::secrets::{SecretCache, Secrets};
@@ -11,7 +12,6 @@ use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
@@ -158,8 +158,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Settings.
     pub settings: Settings,
-    /// True once the controller has started watching.
-    pub ready: AtomicBool,
+    /// Whether this replica is ready (`/readyz`).
+    pub readiness: Readiness,
     /// When each consent is next polled at the provider. Kept in memory, not in status, so
     /// that polls that find nothing new cost no API-server write.
     pub(crate) consent_polls: PollBook,
@@ -192,7 +192,7 @@ impl Context {
             metrics,
             clock: Arc::new(SystemClock),
             settings,
-            ready: AtomicBool::new(false),
+            readiness: Readiness::default(),
             consent_polls: PollBook::default(),
             keygen: KeyGenerator::start(),
             keys: KeyCache::default(),

@@ -4,13 +4,17 @@
 //! API server under `tests/`.
 
 use super::{Context, ManualClock, Settings};
-use crate::api::{AccountConsent, TppRegistration, FINALIZER};
+use crate::api::{
+    AccountConsent, ConsentStatus, PublishedKey, RegistrationState, TppRegistration, FINALIZER,
+};
 use crate::provider::{ProviderClient, ProviderConfig};
+use crate::signing::SigningKey;
 use crate::telemetry::Metrics;
 use http::{Request, Response};
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::client::Body;
-use kube::{Client, Resource};
+use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,34 +25,88 @@ pub fn ts(s: i64) -> Timestamp {
     Timestamp::from_second(s).expect("a time in range")
 }
 
+/// The builder the integration tests and the benchmark use too.
+#[path = "../../tests/common/objects.rs"]
+pub(crate) mod objects;
+
+/// Metadata of an object as the API server returns it once the operator added its finalizer.
+fn stored(name: &str) -> Value {
+    json!({
+        "name": name,
+        "namespace": "default",
+        "uid": format!("uid-{name}"),
+        "generation": 1,
+        "resourceVersion": "1",
+        "finalizers": [FINALIZER],
+    })
+}
+
 impl TppRegistration {
     /// A registration `acme` in namespace `default`, as the API server returns it once the
     /// operator added its finalizer.
     pub fn test() -> Self {
-        let mut obj: TppRegistration = serde_json::from_value(json!({
-            "apiVersion": "tpp-operator.dev/v1alpha1",
-            "kind": "TppRegistration",
-            "metadata": {
-                "name": "acme",
-                "namespace": "default",
-                "uid": "uid-acme",
-                "generation": 1,
-                "finalizers": [FINALIZER],
-            },
-            "spec": {
-                "organisation": {
-                    "name": "Acme",
-                    "email": "ops@acme.example",
-                    "address": "1 Road",
-                    "countryISO": "GB",
-                },
-                "callbackUrl": "https://acme.example/callback",
-                "signatureCertificateSecretRef": {"name": "acme-signature"},
-            },
-        }))
-        .expect("fixture");
-        obj.meta_mut().resource_version = Some("1".into());
-        obj
+        let mut object = objects::registration("acme").json();
+        object["metadata"] = stored("acme");
+        serde_json::from_value(object).expect("fixture")
+    }
+}
+
+/// A Ready condition with `reason`, as the operator writes it.
+fn ready_condition(ready: bool, reason: &str, at: Timestamp) -> Condition {
+    Condition {
+        type_: "Ready".into(),
+        status: if ready { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: reason.into(),
+        observed_generation: Some(1),
+        last_transition_time: Time(at),
+    }
+}
+
+impl TppRegistration {
+    /// The same, registered at `at` with `provider` as client C1, Ready.
+    pub fn registered(mut self, at: Timestamp, provider: &str) -> Self {
+        let name = self.name_any();
+        let status = self.status.get_or_insert_with(Default::default);
+        status.observed_generation = Some(1);
+        status.conditions = vec![ready_condition(true, "TokenRefreshed", at)];
+        status.provider_url = Some(provider.into());
+        status.client_id = Some("C1".into());
+        status.registration = Some(RegistrationState::Registered);
+        status.registered_at = Some(Time(at));
+        status.credentials_secret = Some(format!("{name}-credentials"));
+        status.token_secret = Some(format!("{name}-token"));
+        status.signing_key_secret = Some(format!("{name}-signing-key"));
+        self
+    }
+
+    /// The same, with a client token issued at `issued`, expiring at `expiry` and due for
+    /// refresh at `due`.
+    pub fn with_token(mut self, issued: Timestamp, expiry: Timestamp, due: Timestamp) -> Self {
+        let status = self.status.get_or_insert_with(Default::default);
+        status.token_issued_at = Some(Time(issued));
+        status.token_expires_at = Some(Time(expiry));
+        status.next_refresh_at = Some(Time(due));
+        self
+    }
+
+    /// The same, publishing `key` as its current signing key.
+    pub fn with_key(mut self, key: &SigningKey) -> Self {
+        let (modulus, exponent) = key.public_components();
+        let status = self.status.get_or_insert_with(Default::default);
+        status.signing_keys = vec![PublishedKey {
+            kid: key.kid().to_string(),
+            modulus,
+            exponent,
+            retire_at: None,
+        }];
+        self
+    }
+
+    /// The same, with annotation `key` set to `value`.
+    pub fn annotated(mut self, key: &str, value: &str) -> Self {
+        self.annotations_mut().insert(key.into(), value.into());
+        self
     }
 }
 
@@ -56,24 +114,39 @@ impl AccountConsent {
     /// A consent `acme-accounts` of registration `acme` in namespace `default`, with the
     /// operator's finalizer.
     pub fn test() -> Self {
-        serde_json::from_value(json!({
-            "apiVersion": "tpp-operator.dev/v1alpha1",
-            "kind": "AccountConsent",
-            "metadata": {
-                "name": "acme-accounts",
-                "namespace": "default",
-                "uid": "uid-acme-accounts",
-                "generation": 1,
-                "resourceVersion": "1",
-                "finalizers": [FINALIZER],
-            },
-            "spec": {
-                "registrationRef": {"name": "acme"},
-                "permissions": ["ReadAccountsBasic"],
-                "redirectUri": "https://acme.example/callback",
-            },
-        }))
-        .expect("fixture")
+        let mut object = objects::consent("acme-accounts", "acme").json();
+        object["metadata"] = stored("acme-accounts");
+        serde_json::from_value(object).expect("fixture")
+    }
+}
+
+impl AccountConsent {
+    /// The same, created at the provider as consent `id` at `at`, awaiting authorisation.
+    pub fn created(mut self, id: &str, at: Timestamp) -> Self {
+        let token_secret = format!("{}-token", self.name_any());
+        let status = self.status.get_or_insert_with(Default::default);
+        status.observed_generation = Some(1);
+        status.conditions = vec![ready_condition(false, "AwaitingAuthorisation", at)];
+        status.consent_id = Some(id.into());
+        status.consent_status = Some(ConsentStatus::AwaitingAuthorisation);
+        status.token_secret = Some(token_secret);
+        self
+    }
+
+    /// The same, authorised at `at` with a customer token valid until `expiry`.
+    pub fn authorised(mut self, at: Timestamp, expiry: Timestamp) -> Self {
+        let status = self.status.get_or_insert_with(Default::default);
+        status.conditions = vec![ready_condition(true, "Authorised", at)];
+        status.consent_status = Some(ConsentStatus::Authorised);
+        status.authorised_at = Some(Time(at));
+        status.token_expires_at = Some(Time(expiry));
+        self
+    }
+
+    /// The same, expiring at `at` (`spec.expirationDateTime`).
+    pub fn expiring(mut self, at: Timestamp) -> Self {
+        self.spec.expiration_date_time = Some(Time(at));
+        self
     }
 }
 

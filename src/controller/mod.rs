@@ -4,19 +4,22 @@
 //! `registration/` (credentials, token refresh, signing key, clean-up) and
 //! `consent/` (its registration, creation, authorisation, hand-off, polling, revocation).
 
-pub mod attempt;
-pub mod consent;
+pub(crate) mod attempt;
+pub(crate) mod consent;
 mod context;
 mod error;
 #[cfg(test)]
 mod fixtures;
 mod frame;
-pub mod registration;
+mod inputs;
+mod readiness;
+pub(crate) mod registration;
 mod report;
-pub mod schedule;
+pub(crate) mod schedule;
 mod time;
 mod wiring;
 
 pub use context::{Clock, Context, ManualClock, Settings, SystemClock};
 pub use error::{Error, Result};
-pub use wiring::{check_crds, check_crds_established, run, run_elected, LostLeadership};
+pub use readiness::Readiness;
+pub use wiring::{run, run_elected};

@@ -1,184 +1,69 @@
-//! The controllers' wiring: leader election, one watch per kind and scope, and which changes
-//! wake which object.
+//! The controllers' wiring: one watch per kind and scope, which changes wake which object,
+//! and the controllers run while this replica leads.
 
 use super::error::Error;
 use super::frame::{reconcile, Reconciled, SECRET};
 use super::{consent, Context};
 use crate::api::{AccountConsent, TppRegistration};
+use crate::leader::{self, LeaseConfig, LostLeadership};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
-use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Checks that the CRDs are installed and readable in every watched namespace, so a missing
-pub async fn check_crds(client: &Client, namespaces: &[String]) -> Result<(), kube::Error> {
-    if namespaces.is_empty() {
-        let api: Api<TppRegistration> = Api::all(client.clone());
-        return api.list(&ListParams::default().limit(1)).await.map(|_| ());
-    }
-    for ns in namespaces {
-        let api: Api<TppRegistration> = Api::namespaced(client.clone(), ns);
-        api.list(&ListParams::default().limit(1)).await?;
-    }
-    Ok(())
-}
-
-/// Checks that both CRDs exist and are established (the `check` subcommand, for `helm test`).
-pub async fn check_crds_established(client: &Client) -> Result<(), String> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for name in [
-        "tppregistrations.tpp-operator.dev",
-        "accountconsents.tpp-operator.dev",
-    ] {
-        let crd = api
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("cannot read CRD {name}: {e}"))?
-            .ok_or_else(|| format!("CRD {name} is not installed"))?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if !established {
-            return Err(format!("CRD {name} is not established"));
-        }
-    }
-    Ok(())
-}
-
-/// Leadership ended without a shutdown being asked for: the process should exit so that it
-/// restarts as a standby.
-#[derive(Debug, thiserror::Error)]
-#[error("lost the leader lease")]
-pub struct LostLeadership;
+use tokio_util::sync::CancellationToken;
 
 /// Runs the controllers while this replica holds the lease (always, without a lease) until
-/// `shutdown` resolves. Losing the lease stops reconciling at once, in-flight work included, so
-/// that two replicas never act on the same object.
+/// `shutdown` is cancelled; see `leader::while_leading` for what losing the lease does.
 pub async fn run_elected(
     ctx: Arc<Context>,
-    lease: Option<crate::leader::LeaseConfig>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    lease: Option<LeaseConfig>,
+    shutdown: CancellationToken,
 ) -> Result<(), LostLeadership> {
-    let Some(lease) = lease else {
-        ctx.metrics.process.set_leader(true);
-        run(ctx.clone(), shutdown).await;
-        ctx.metrics.process.set_leader(false);
-        return Ok(());
-    };
-    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    // The controller stops first; only then is the lease released, so a standby never starts
-    // while this replica still finishes in-flight work.
-    let (controller_stop, controller_stop_rx) = tokio::sync::watch::channel(false);
-    let (election_stop, election_stop_rx) = tokio::sync::watch::channel(false);
-    let (leading_tx, mut leading) = tokio::sync::watch::channel(false);
-    // Released only on an explicit stop. If this future is dropped (the task is aborted, like a
-    // crashed process) the election is aborted too and the lease simply expires.
-    let explicit_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        if rx.wait_for(|s| *s).await.is_err() {
-            std::future::pending::<()>().await;
+    let lead = |stop: CancellationToken| {
+        let ctx = ctx.clone();
+        async move {
+            let _leading = ctx.metrics.process.leading();
+            run(ctx.clone(), stop).await;
         }
     };
-    let mut election = AbortOnDrop(tokio::spawn(crate::leader::run(
-        ctx.client.clone(),
-        lease,
-        leading_tx,
-        explicit_stop(election_stop_rx),
-    )));
-    tokio::pin!(shutdown);
-    // A standby serves health and readiness but reconciles nothing.
-    ctx.ready.store(true, Ordering::Relaxed);
-    let became_leader = tokio::select! {
-        _ = &mut shutdown => false,
-        became = leading.wait_for(|l| *l) => became.is_ok(),
-    };
-    let result = if became_leader {
-        ctx.metrics.process.set_leader(true);
-        let controller = run(ctx.clone(), wait_stop(controller_stop_rx));
-        tokio::pin!(controller);
-        let lost = async {
-            let _ = leading.wait_for(|l| !*l).await;
-        };
-        tokio::select! {
-            _ = &mut controller => Ok(()),
-            // Dropping the controller cancels in-flight reconciles at once.
-            _ = lost => Err(LostLeadership),
-            _ = &mut shutdown => {
-                let _ = controller_stop.send(true);
-                controller.await;
-                Ok(())
-            }
+    match lease {
+        None => {
+            lead(shutdown).await;
+            Ok(())
         }
-    } else {
-        Ok(())
-    };
-    ctx.metrics.process.set_leader(false);
-    let _ = election_stop.send(true);
-    let _ = (&mut election.0).await;
-    result
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+        Some(lease) => {
+            // A standby serves health, readiness, the JWKS and callbacks, but reconciles nothing.
+            ctx.readiness.standby();
+            leader::while_leading(ctx.client.clone(), lease, shutdown, lead).await
+        }
     }
 }
 
-/// Runs the TppRegistration controller until `shutdown` resolves: one watch over all
-/// namespaces, or one per namespace of the configured list.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs both controllers until `stop` is cancelled (in-flight reconciles finish first): one
+/// watch per kind over all namespaces, or one per namespace of the configured list.
+pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
     let scopes: Vec<Option<String>> = if ctx.settings.namespaces.is_empty() {
         vec![None]
     } else {
         ctx.settings.namespaces.iter().cloned().map(Some).collect()
     };
-    // Ready once every watch has listed its TppRegistrations, not merely when the process is up.
-    ctx.ready.store(false, Ordering::Relaxed);
-    let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    // Two kinds per scope.
-    let total = scopes.len() * 2;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Ready once every watch (two kinds per scope) has listed its objects, not merely when the
+    // process is up.
+    ctx.readiness.syncing(scopes.len() * 2);
     let controllers = scopes
         .into_iter()
-        .map(|scope| run_scope(ctx.clone(), scope, stop_rx.clone(), synced.clone(), total));
-    let stopper = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
-    futures::future::join(stopper, futures::future::join_all(controllers)).await;
+        .map(|scope| run_scope(ctx.clone(), scope, stop.clone()));
+    futures::future::join_all(controllers).await;
 }
 
-/// A future that resolves once `stop` turns true. Written out because graceful shutdown needs
-/// the future to be `Sync`, which an `async fn` cannot promise.
-#[allow(clippy::manual_async_fn)]
-fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync {
-    async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }
-}
-
-/// Marks the context ready once `total` stores (every kind of every scope) have listed.
-fn count_when_synced<K>(
-    store: kube::runtime::reflector::Store<K>,
-    ctx: Arc<Context>,
-    synced: Arc<std::sync::atomic::AtomicUsize>,
-    total: usize,
-) where
+/// Reports the store to the readiness once it has listed its objects.
+fn report_when_synced<K>(store: kube::runtime::reflector::Store<K>, ctx: Arc<Context>)
+where
     K: kube::Resource + Clone + Send + Sync + 'static,
     K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
 {
@@ -188,9 +73,7 @@ fn count_when_synced<K>(
         loop {
             match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
                 Ok(Ok(())) => {
-                    if synced.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                        ctx.ready.store(true, Ordering::Relaxed);
-                    }
+                    ctx.readiness.synced();
                     break;
                 }
                 Ok(Err(_)) => break,
@@ -201,13 +84,7 @@ fn count_when_synced<K>(
 }
 
 /// Runs both controllers for one scope (a namespace, or all of them).
-async fn run_scope(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    stop: tokio::sync::watch::Receiver<bool>,
-    synced: Arc<std::sync::atomic::AtomicUsize>,
-    total: usize,
-) {
+async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, stop: CancellationToken) {
     fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -246,11 +123,11 @@ async fn run_scope(
         watcher::Config::default().any_semantic(),
         ctx.clone(),
     );
-    count_when_synced(registrations.store(), ctx.clone(), synced.clone(), total);
+    report_when_synced(registrations.store(), ctx.clone());
     let registrations = registrations
         .owns_stream(secrets())
         .with_config(controller_config())
-        .graceful_shutdown_on(stopped(stop.clone()))
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(reconcile::<TppRegistration>, error_policy, ctx.clone())
         .for_each(log_loop_error);
 
@@ -260,7 +137,7 @@ async fn run_scope(
         ctx.clone(),
     );
     let consent_store = consents.store();
-    count_when_synced(consent_store.clone(), ctx.clone(), synced, total);
+    report_when_synced(consent_store.clone(), ctx.clone());
     // A registration that becomes Ready (or gets a new token) wakes the consents that use it.
     // Secrets are mapped by label rather than owner reference, so a hand-off Secret created by
     // the platform's own redirect page (labelled, without an owner reference) is seen at once.
@@ -276,7 +153,7 @@ async fn run_scope(
             move |registration| consent::using(&consent_store, &registration),
         )
         .with_config(controller_config())
-        .graceful_shutdown_on(stopped(stop))
+        .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile::<AccountConsent>, error_policy, ctx)
         .for_each(log_loop_error);
     futures::future::join(registrations, consents).await;

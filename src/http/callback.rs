@@ -5,11 +5,10 @@
 //! exchanged twice. Responses never echo what the request carried.
 
 use super::HttpState;
-use crate::api::contract::Handoff;
+use crate::api::contract::{accepts_state, state_owner, Handoff};
 use crate::api::names::{is_dns1123_label, is_dns1123_subdomain};
 use crate::api::AccountConsent;
-use crate::controller::consent::authorisation::{accepts_state, state_owner};
-use crate::controller::consent::handoff::handoff_secret;
+use crate::secrets::handoff_secret;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -4,11 +4,10 @@ use super::HttpState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use std::sync::atomic::Ordering;
 
 /// 200 once the watch caches have listed everything (always on a standby).
 pub(super) async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    if state.ctx.ready.load(Ordering::Relaxed) {
+    if state.ctx.readiness.is_ready() {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")

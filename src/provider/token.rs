@@ -42,6 +42,16 @@ pub fn effective_expiry(now: Timestamp, expires_in: Option<u64>, token: &str) ->
     }
 }
 
+/// Lifetime assumed for a token whose lifetime neither `expires_in` nor a JWT `exp` states.
+pub const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
+
+/// When a token obtained at `now` expires: `effective_expiry`, or `FALLBACK_LIFETIME` after
+/// `now` when the provider states nothing. The one rule for client and customer tokens.
+pub fn expiry(now: Timestamp, expires_in: Option<u64>, token: &str) -> Timestamp {
+    effective_expiry(now, expires_in, token)
+        .unwrap_or_else(|| now.saturating_add(FALLBACK_LIFETIME).unwrap_or(now))
+}
+
 /// The access token from the provider's guide: iat 1719855619, exp 1719855919 (300 s).
 #[cfg(test)]
 pub(crate) const SAMPLE: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1bmlxdWVfbmFtZSI6IjVEODhEQjBDMDMyMzRENjQ5NEM1NDI0ODEzRkFBQTkxIiwiY2VydGlmaWNhdGUiOiJBZGFvYmk5M0AiLCJuYmYiOjE3MTk4NTU2MTksImV4cCI6MTcxOTg1NTkxOSwiaWF0IjoxNzE5ODU1NjE5fQ.d6PLd8n06fLTx98vbOSSMJSo5AVFZ-lnMmjZuZsuO3c";
@@ -81,6 +91,10 @@ mod tests {
             Some(Timestamp::from_second(1_010).unwrap())
         );
         assert_eq!(effective_expiry(now, None, "opaque"), None);
+        assert_eq!(
+            expiry(now, None, "opaque"),
+            Timestamp::from_second(1_300).unwrap()
+        );
         assert_eq!(jwt_exp("a.!!!.c"), None);
     }
 }

@@ -2,38 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A secret string: never printed, never serialized by accident into logs.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Sensitive(String);
-
-impl Sensitive {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Sensitive(value.into())
-    }
-
-    /// The secret itself; call only where it is sent or stored.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// True for an empty or whitespace-only value.
-    pub fn is_blank(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl std::fmt::Debug for Sensitive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl<'de> Deserialize<'de> for Sensitive {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Sensitive)
-    }
-}
+pub use crate::api::contract::{ClientCredentials, Sensitive};
 
 /// Body of `POST /api/account/registration`.
 #[derive(Debug, Clone, Serialize)]
@@ -162,15 +131,6 @@ pub struct ConsentLinks {
     /// The consent's page at the provider.
     #[serde(rename = "Self", default)]
     pub self_: Option<String>,
-}
-
-/// Credentials issued at registration, as stored in the credentials Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCredentials {
-    /// Client id.
-    pub client_id: String,
-    /// The password for the token endpoint (`Certificate` in the registration answer).
-    pub certificate: Sensitive,
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Reading, writing and adopting the Secrets the operator owns, with server-side apply.
 
 pub mod cache;
+mod handoff;
 mod owner;
 
 pub use cache::SecretCache;
+pub use handoff::{handoff_secret, is_handoff};
 pub use owner::{managed_by_operator, Owner};
 
 use crate::signing::{KeyCache, KeySource, SigningKey};

@@ -334,6 +334,22 @@ impl ProcessMetrics {
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
+
+    /// Says this replica leads until the guard is dropped, also when its work is dropped on
+    /// a lost lease.
+    pub fn leading(&self) -> Leading<'_> {
+        self.set_leader(true);
+        Leading(self)
+    }
+}
+
+/// While alive, the leader gauge says 1.
+pub struct Leading<'a>(&'a ProcessMetrics);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.set_leader(false);
+    }
 }
 
 /// Every metric the operator exports.

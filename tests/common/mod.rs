@@ -2,6 +2,8 @@
 //! running in-process against the fake provider.
 #![allow(dead_code)]
 
+pub mod objects;
+
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tpp_operator::controller::{Context, Settings};
 use tpp_operator::provider::{ProviderClient, ProviderConfig};
 use tpp_operator::telemetry::Metrics;
@@ -254,7 +257,7 @@ where
 /// The operator's controller running in-process, watching one namespace.
 pub struct Operator {
     pub ctx: Arc<Context>,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -302,19 +305,15 @@ impl Operator {
         lease: tpp_operator::leader::LeaseConfig,
     ) -> (
         Arc<Context>,
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<Result<(), tpp_operator::controller::LostLeadership>>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), tpp_operator::leader::LostLeadership>>,
     ) {
         let ctx = context(client, ns, default_provider_url);
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let shutdown = async move {
-            let mut rx = rx;
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let stop = CancellationToken::new();
         let task = tokio::spawn(tpp_operator::controller::run_elected(
             ctx.clone(),
             Some(lease),
-            shutdown,
+            stop.clone(),
         ));
         (ctx, stop, task)
     }
@@ -334,18 +333,14 @@ impl Operator {
         also_allowed: &[&str],
     ) -> Operator {
         let ctx = context_allowing(client, ns, default_provider_url, also_allowed);
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let shutdown = async move {
-            let mut rx = rx;
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let task = tokio::spawn(tpp_operator::controller::run(ctx.clone(), shutdown));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(tpp_operator::controller::run(ctx.clone(), stop.clone()));
         Operator { ctx, stop, task }
     }
 
     /// Stops the controller and waits for it to finish (like a pod being terminated).
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
     }
 }

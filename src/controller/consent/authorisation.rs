@@ -1,66 +1,18 @@
-//! The authorisation phase: the `state` that binds a redirect to one consent, the PS256-signed
-//! request object, and the authorisation URL kept valid (re-signed before it expires). The
-//! callback (`crate::http`) uses the small public API at the top: `state_owner` and
-//! `accepts_state`.
+//! The authorisation phase: a pending authorisation (its `state`, see `api::contract`, and its
+//! nonce), the PS256-signed request object, and the authorisation URL kept valid (re-signed
+//! before it expires).
 
 use super::plan::{needs_signing, resign_at};
 use super::registration_view::{not_ready, RegistrationView};
 use super::ConsentRun;
-use crate::api::contract::handoff;
-use crate::api::{reason, AccountConsent};
-use crate::controller::error::Step;
+use crate::api::contract::{handoff, new_state, random_token};
+use crate::api::reason;
+use crate::controller::error::{Halt, Step};
 use crate::controller::report::Outcome;
 use crate::signing::{RequestObjectClaims, REQUEST_OBJECT_LIFETIME_SECS};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use subtle::ConstantTimeEq;
 use url::Url;
-
-/// The namespace and name of the consent a state was made for (see `new_state`); `None` for
-/// anything else.
-pub fn state_owner(state: &str) -> Option<(String, String)> {
-    let mut parts = state.splitn(3, '.');
-    let decode = |p: Option<&str>| {
-        URL_SAFE_NO_PAD
-            .decode(p?)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .filter(|s| !s.is_empty() && s.len() <= 253)
-    };
-    let namespace = decode(parts.next())?;
-    let name = decode(parts.next())?;
-    parts.next().filter(|r| r.len() >= 32)?;
-    Some((namespace, name))
-}
-
-/// Whether `state` is the consent's pending authorisation state (compared in constant time, so
-/// the time taken says nothing about a guessed state).
-pub fn accepts_state(consent: &AccountConsent, state: &str) -> bool {
-    consent
-        .status
-        .as_ref()
-        .and_then(|s| s.authorisation_state.as_deref())
-        .is_some_and(|pending| bool::from(pending.as_bytes().ct_eq(state.as_bytes())))
-}
-
-/// A new authorisation state: the consent's namespace and name (so any replica's callback can
-/// find it with one read) and 32 random bytes, each part base64url.
-fn new_state(namespace: &str, name: &str) -> String {
-    format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(namespace),
-        URL_SAFE_NO_PAD.encode(name),
-        random_token()
-    )
-}
-
-/// 32 random bytes, base64url: state and nonce values.
-fn random_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 impl ConsentRun<'_> {
     /// A consent awaiting the customer: keep a valid authorisation URL published.
@@ -82,9 +34,7 @@ impl ConsentRun<'_> {
             .as_ref()
             .map(|t| t.0);
         if needs_signing(expires, self.now) {
-            if let Err(problem) = self.sign_authorisation_url(registration).await? {
-                return Ok(not_ready(problem, self.now).with_event());
-            }
+            self.sign_authorisation_url(registration).await?;
         }
         let url_expires = self
             .status
@@ -114,30 +64,23 @@ impl ConsentRun<'_> {
         })
     }
 
-    /// Signs a fresh request object and publishes the authorisation URL; the inner error is a
-    /// message for the user.
-    async fn sign_authorisation_url(
-        &mut self,
-        registration: &RegistrationView,
-    ) -> Step<Result<(), String>> {
-        let key = match registration.signing_key(&self.ctx.keys).await? {
-            Ok(k) => k,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "Cannot sign the authorisation request of TppRegistration {}: {e}.",
-                    registration.name()
-                )))
-            }
-        };
-        let credentials = match registration.credentials().await? {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(format!("Cannot build the authorisation request: {e}."))),
-        };
+    /// Signs a fresh request object and publishes the authorisation URL.
+    async fn sign_authorisation_url(&mut self, registration: &RegistrationView) -> Step<()> {
+        let what = "Cannot build the authorisation request";
+        let key = registration
+            .signing_key(self.ctx)
+            .await
+            .map_err(|u| u.halt(what, self.now))?;
+        let credentials = registration
+            .credentials(self.ctx)
+            .await
+            .map_err(|u| u.halt(what, self.now))?;
+        let no_page = |why: String| Halt::Report(not_ready(why, self.now).with_event());
         let Some(self_link) = self.status.self_link.clone() else {
-            return Ok(Err("The provider returned no Links.Self for the consent, so there is no authorisation page to send the customer to.".into()));
+            return Err(no_page("The provider returned no Links.Self for the consent, so there is no authorisation page to send the customer to.".into()));
         };
         let Ok(mut url) = Url::parse(&self_link) else {
-            return Ok(Err(format!(
+            return Err(no_page(format!(
                 "The provider's Links.Self ({self_link:?}) is not a URL."
             )));
         };
@@ -146,7 +89,7 @@ impl ConsentRun<'_> {
         let nonce = self.status.authorisation_nonce.clone().unwrap_or_default();
         let claims = RequestObjectClaims::new(
             &credentials.client_id,
-            registration.provider_url.trim_end_matches('/'),
+            registration.provider_url().trim_end_matches('/'),
             &self.obj.spec.redirect_uri,
             &consent_id,
             &state,
@@ -166,31 +109,6 @@ impl ConsentRun<'_> {
         self.status.authorisation_url = Some(url.to_string());
         self.status.authorisation_url_expires_at =
             Timestamp::from_second(claims.exp).ok().map(Time);
-        Ok(Ok(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_are_unguessable_and_url_safe() {
-        let a = random_token();
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, random_token());
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-    }
-
-    #[test]
-    fn a_state_names_its_consent_and_nothing_else_does() {
-        let state = new_state("team-a", "acme");
-        assert_eq!(state_owner(&state), Some(("team-a".into(), "acme".into())));
-        assert_ne!(state, new_state("team-a", "acme"));
-        assert_eq!(state_owner("not-a-state"), None);
-        assert_eq!(state_owner("dGVhbQ.YWNtZQ.short"), None);
-        assert_eq!(state_owner("..x"), None);
+        Ok(())
     }
 }

@@ -23,7 +23,7 @@ impl ConsentRun<'_> {
     pub(super) async fn create(&mut self, registration: &RegistrationView) -> Step<()> {
         let retry = self.annotation(ANNOTATION_RETRY_CREATION);
         self.may_create(registration, retry)?;
-        let Some(token) = registration.client_token().await? else {
+        let Some(token) = registration.client_token(self.ctx).await? else {
             return Err(not_ready(
                 format!(
                     "TppRegistration {} has no client token yet.",
@@ -46,7 +46,7 @@ impl ConsentRun<'_> {
         let result = self
             .ctx
             .provider
-            .create_consent(&registration.base, &token, &request)
+            .create_consent(registration.base(), &token, &request)
             .await;
         // A refresh was asked for before this call: this was the one retry.
         let retried = self
@@ -104,7 +104,9 @@ impl ConsentRun<'_> {
             "CreateConsent",
             format!(
                 "Created consent {} at {} (status {}).",
-                response.data.consent_id, registration.provider_url, response.data.status
+                response.data.consent_id,
+                registration.provider_url(),
+                response.data.status
             ),
         )
         .await;

@@ -4,85 +4,44 @@
 //! the customer token Secret and deletes the hand-off.
 
 use super::binding::{check_id_token, check_token_consent, token_consent, Mismatch};
-use super::registration_view::{not_ready, RegistrationView};
+use super::registration_view::{RegistrationGate, RegistrationView};
 use super::ConsentRun;
 use crate::api::contract::{handoff as handoff_keys, rfc3339, token, Handoff, TokenSecret};
-use crate::api::{reason, AccountConsent, ConsentStatus, LABEL_CONSENT};
-use crate::controller::error::{Halt, Step};
+use crate::api::{reason, ConsentStatus};
+use crate::controller::error::Step;
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
 use crate::controller::time::add;
 use crate::provider::{token as token_lifetime, Sensitive, TokenResponse};
-use crate::secrets::{text_value, Owner, SecretError};
-use jiff::{SignedDuration, Timestamp};
+use crate::secrets::{is_handoff, text_value, SecretError};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ObjectMeta;
 use kube::runtime::events::EventType;
-use kube::Resource;
 
 /// How long a refused authorisation stays the Ready reason before a new URL is published.
 const MISMATCH_SHOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Lifetime assumed for a customer token whose lifetime the provider does not state.
-const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
-
-/// The hand-off Secret the callback creates for `consent`, owned by it and labelled so the
-/// leader's Secret watch sees it at once; `None` for a consent without a uid.
-pub fn handoff_secret(consent: &AccountConsent, handoff: &Handoff) -> Option<Secret> {
-    let owner = Owner {
-        label: LABEL_CONSENT,
-        name: consent.meta().name.clone()?,
-        reference: consent.controller_owner_ref(&())?,
-        template: consent.spec.secret_template.clone().unwrap_or_default(),
-    };
-    Some(Secret {
-        metadata: ObjectMeta {
-            name: Some(consent.authorisation_secret_name()),
-            labels: Some(owner.labels()),
-            annotations: Some(owner.annotations()),
-            owner_references: Some(vec![owner.reference]),
-            ..Default::default()
-        },
-        type_: Some("Opaque".into()),
-        string_data: Some(handoff.data()),
-        ..Default::default()
-    })
-}
-
-/// True for a Secret shaped like a hand-off: a `state` and nothing but hand-off keys.
-fn is_handoff(secret: &Secret) -> bool {
-    let keys: Vec<&String> = secret
-        .data
-        .iter()
-        .flat_map(|d| d.keys())
-        .chain(secret.string_data.iter().flat_map(|d| d.keys()))
-        .collect();
-    let allowed = [
-        handoff_keys::CODE,
-        handoff_keys::STATE,
-        handoff_keys::ID_TOKEN,
-        handoff_keys::ERROR,
-    ];
-    keys.iter().any(|k| *k == handoff_keys::STATE)
-        && keys.iter().all(|k| allowed.contains(&k.as_str()))
+/// A hand-off whose state is the consent's pending one: what the customer's redirect brought,
+/// and the Secret that carried it.
+pub(super) struct PendingHandoff {
+    secret: Secret,
+    handoff: Handoff,
 }
 
 impl ConsentRun<'_> {
-    /// Takes the code (or the refusal) the customer's redirect brought, through the hand-off
-    /// Secret; stops the reconcile with the outcome when there was one.
-    pub(super) async fn take_handoff(
-        &mut self,
-        registration: Result<&RegistrationView, &Outcome>,
-    ) -> Step<()> {
+    /// The hand-off waiting in `<consent>-authorisation`, if it is this consent's pending one.
+    /// A hand-off with another state (replayed, outdated, forged) or without a code or error is
+    /// deleted; a Secret of that name that is not a hand-off is left untouched.
+    pub(super) async fn pending_handoff(&mut self) -> Step<Option<PendingHandoff>> {
         let secret_name = self.obj.authorisation_secret_name();
         let Some(secret) = self.secrets.get(&secret_name).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if !is_handoff(&secret) || self.owner.owned_by_another(&secret) {
             // Someone else's Secret under that name: neither read nor deleted.
             tracing::info!(secret = %secret_name, "a Secret that is not this consent's hand-off is in the way; left untouched");
-            return Ok(());
+            return Ok(None);
         }
         let state = text_value(&secret, handoff_keys::STATE).ok();
         if state.is_none() || state.as_deref() != self.status.authorisation_state.as_deref() {
@@ -95,12 +54,24 @@ impl ConsentRun<'_> {
                 format!("Ignored the authorisation in Secret {secret_name}: its state does not match the pending authorisation of this consent (replayed, outdated or foreign)."),
             )
             .await;
-            return Ok(());
+            return Ok(None);
         }
-        let Ok(handoff) = Handoff::from_values(|key| text_value(&secret, key).ok()) else {
-            self.secrets.delete_exact(&secret).await?;
-            return Ok(());
-        };
+        match Handoff::from_values(|key| text_value(&secret, key).ok()) {
+            Ok(handoff) => Ok(Some(PendingHandoff { secret, handoff })),
+            Err(_) => {
+                self.secrets.delete_exact(&secret).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Takes the code (or the refusal) the customer's redirect brought: the reconcile's answer.
+    pub(super) async fn take_handoff(
+        &mut self,
+        pending: PendingHandoff,
+        gate: &RegistrationGate,
+    ) -> Step<Outcome> {
+        let PendingHandoff { secret, handoff } = pending;
         match handoff {
             Handoff::Refused { error, .. } => {
                 let denied = error == "access_denied";
@@ -111,28 +82,23 @@ impl ConsentRun<'_> {
                 self.persist().await?;
                 self.secrets.delete_exact(&secret).await?;
                 if denied {
-                    return Err(self.finalise(ConsentStatus::Rejected).into());
+                    return Ok(self.finalise(ConsentStatus::Rejected));
                 }
-                Err(Outcome::failed(
+                Ok(Outcome::failed(
                     reason::AUTHORISATION_CODE_REJECTED,
                     format!("The provider redirected the customer back with error {error:?}. Create a new AccountConsent to ask the customer again."),
                     None,
-                )
-                .into())
+                ))
             }
             Handoff::Code { code, id_token, .. } => {
                 let consent_id = self.status.consent_id.clone().unwrap_or_default();
                 let nonce = self.status.authorisation_nonce.clone();
                 if let Err(m) = check_id_token(id_token.as_deref(), nonce.as_deref(), &consent_id) {
                     // Refused before the code is spent: it may be someone else's.
-                    let outcome = self.refuse_authorisation(&secret, m).await?;
-                    return Err(outcome.into());
+                    return self.refuse_authorisation(&secret, m).await;
                 }
-                let registration = registration.map_err(|o| Halt::Report(o.clone()))?;
-                let outcome = self
-                    .exchange_code(registration, Sensitive::new(code), &secret)
-                    .await?;
-                Err(outcome.into())
+                self.exchange_code(gate.view()?, Sensitive::new(code), &secret)
+                    .await
             }
         }
     }
@@ -144,23 +110,18 @@ impl ConsentRun<'_> {
         code: Sensitive,
         handoff: &Secret,
     ) -> Step<Outcome> {
-        let credentials = match registration.credentials().await? {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(not_ready(
-                    format!(
-                        "{e}; the authorisation code waits in Secret {}.",
-                        self.obj.authorisation_secret_name()
-                    ),
-                    self.now,
-                )
-                .with_event())
-            }
-        };
+        let waiting = format!(
+            "The authorisation code waits in Secret {}",
+            self.obj.authorisation_secret_name()
+        );
+        let credentials = registration
+            .credentials(self.ctx)
+            .await
+            .map_err(|u| u.halt(&waiting, self.now))?;
         let response = match self
             .ctx
             .provider
-            .exchange_code(&registration.base, &credentials, &code)
+            .exchange_code(registration.base(), &credentials, &code)
             .await
         {
             Ok(r) => r,
@@ -194,12 +155,7 @@ impl ConsentRun<'_> {
         handoff: &Secret,
     ) -> Step<Outcome> {
         let token_value = response.access_token.expose();
-        let expiry = token_lifetime::effective_expiry(self.now, response.expires_in, token_value)
-            .unwrap_or_else(|| {
-                self.now
-                    .saturating_add(FALLBACK_LIFETIME)
-                    .unwrap_or(self.now)
-            });
+        let expiry = token_lifetime::expiry(self.now, response.expires_in, token_value);
         let expected = self.status.consent_id.clone().unwrap_or_default();
         let checked = check_token_consent(token_value, &expected).and_then(|()| {
             check_id_token(
@@ -289,28 +245,31 @@ impl ConsentRun<'_> {
         Ok(Outcome::failed(reason, message, None))
     }
 
-    /// Recovers from a crash between writing the customer token and recording it in status:
-    /// a token Secret of this consent that status does not know about is taken as is.
-    pub(super) async fn adopt_written_token(&mut self) -> Step<()> {
+    /// A customer token Secret of this consent that status does not know about: written just
+    /// before a crash that lost the status write. Returns its expiry.
+    pub(super) async fn written_token(&self) -> Step<Option<Timestamp>> {
         if self.status.token_expires_at.is_some() || self.status.consent_id.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(secret) = self.secrets.get(&self.obj.token_secret_name()).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let matches = self.owner.owns(&secret)
             && text_value(&secret, token::CONSENT_ID).ok() == self.status.consent_id;
         let expiry = text_value(&secret, token::EXPIRES_AT)
             .ok()
             .and_then(|t| t.parse::<Timestamp>().ok());
-        let (true, Some(expiry)) = (matches, expiry) else {
-            return Ok(());
-        };
+        Ok(expiry.filter(|_| matches))
+    }
+
+    /// Recovers from a crash between writing the customer token and recording it in status:
+    /// the token written then is taken as is.
+    pub(super) async fn adopt_written_token(&mut self, expiry: Timestamp) -> Step<Outcome> {
         self.status.consent_status = Some(ConsentStatus::Authorised);
         self.status.token_expires_at = Some(Time(expiry));
         self.status.authorised_at.get_or_insert(Time(self.now));
         self.end_authorisation();
         self.persist().await?;
-        Err(self.authorised().into())
+        Ok(self.authorised())
     }
 }

@@ -4,12 +4,12 @@
 //! (`handoff.rs`, see `exchange_code`), follow the consent's status (`polling.rs`), and revoke it
 //! on deletion (`revocation.rs`). The decisions are pure functions in `plan.rs`.
 
-pub mod authorisation;
-pub mod binding;
+mod authorisation;
+mod binding;
 mod creation;
-pub mod handoff;
-pub mod plan;
-pub mod polling;
+mod handoff;
+mod plan;
+pub(crate) mod polling;
 mod registration_view;
 mod revocation;
 #[cfg(test)]
@@ -29,7 +29,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use plan::{stage, Stage};
-use registration_view::RegistrationView;
+use registration_view::RegistrationGate;
 use std::future::Future;
 
 /// One reconcile of one AccountConsent.
@@ -134,8 +134,8 @@ async fn apply(run: &mut ConsentRun<'_>) -> Step<Outcome> {
         return Ok(run.finalise(status));
     }
 
-    // Read once: creation, the code exchange, polling and signing all need it.
-    let registration = RegistrationView::read(
+    // Checked once: creation, the code exchange, polling and signing all need it.
+    let gate = RegistrationGate::check(
         run.ctx,
         &run.namespace,
         &run.obj.spec.registration_ref.name,
@@ -143,18 +143,21 @@ async fn apply(run: &mut ConsentRun<'_>) -> Step<Outcome> {
     )
     .await?;
     if current == Stage::Create {
-        run.create(registration.as_ref().map_err(Outcome::clone)?)
-            .await?;
+        run.create(gate.view()?).await?;
     }
-    run.take_handoff(registration.as_ref()).await?;
-    run.adopt_written_token().await?;
+    if let Some(handoff) = run.pending_handoff().await? {
+        return run.take_handoff(handoff, &gate).await;
+    }
+    if let Some(expiry) = run.written_token().await? {
+        return run.adopt_written_token(expiry).await;
+    }
 
     let authorised = run.status.consent_status == Some(ConsentStatus::Authorised);
-    let registration = match registration {
-        Ok(r) => Some(r),
+    let registration = match gate {
+        RegistrationGate::Open(r) => Some(r),
         // An authorised consent's token does not depend on the registration any more.
-        Err(_) if authorised => None,
-        Err(outcome) => return Ok(outcome),
+        RegistrationGate::Closed(_) if authorised => None,
+        RegistrationGate::Closed(outcome) => return Ok(outcome),
     };
     let poll_next = match &registration {
         Some(r) => run.poll(r).await?,

@@ -53,13 +53,8 @@ impl PollBook {
     }
 
     /// How many consents are tracked.
-    pub fn len(&self) -> usize {
+    pub fn tracked(&self) -> usize {
         self.map().len()
-    }
-
-    /// True when no consent is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -139,7 +134,7 @@ impl ConsentRun<'_> {
     pub(super) fn schedule_poll(&self, unchanged: u32, failures: u32) -> Timestamp {
         let state = self.schedule().after(
             self.now,
-            self.ctx.consent_polls.len(),
+            self.ctx.consent_polls.tracked(),
             unchanged,
             failures,
             rand::random_range(-1.0..=1.0),
@@ -166,14 +161,14 @@ impl ConsentRun<'_> {
             None => {
                 let first = self.schedule().first(
                     self.now,
-                    self.ctx.consent_polls.len(),
+                    self.ctx.consent_polls.tracked(),
                     rand::random_range(0.0..=1.0),
                 );
                 self.ctx.consent_polls.set(&self.uid, first);
                 return Ok(Some(first.next));
             }
         };
-        let Some(token) = registration.client_token().await? else {
+        let Some(token) = registration.client_token(self.ctx).await? else {
             return Ok(Some(
                 self.schedule_poll(state.unchanged, state.failures + 1),
             ));
@@ -181,7 +176,7 @@ impl ConsentRun<'_> {
         match self
             .ctx
             .provider
-            .get_consent(&registration.base, &token, &consent_id)
+            .get_consent(registration.base(), &token, &consent_id)
             .await
         {
             Ok(response) => {
@@ -254,7 +249,7 @@ mod tests {
     #[test]
     fn the_book_tracks_consents_by_uid() {
         let book = PollBook::default();
-        assert!(book.is_empty());
+        assert_eq!(book.tracked(), 0);
         let state = PollState {
             next: ts(1),
             unchanged: 0,

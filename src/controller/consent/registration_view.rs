@@ -1,15 +1,17 @@
-//! A consent's view of its TppRegistration: whether it is Ready, where its provider is, and its
-//! client token, credentials and signing key. The only code that reads a registration's
-//! Secrets; each is read when a phase needs it, not on every reconcile.
+//! A consent's gate to its TppRegistration: open when the registration exists and is Ready;
+//! then its provider, client token, credentials and signing key come from the registration's
+//! inputs (`controller::inputs`, the one place that resolves them), each read when a phase
+//! needs it, not on every reconcile.
 
-use crate::api::contract::{credentials, signing_key, token};
 use crate::api::{find, reason, TppRegistration, READY};
+use crate::controller::error::Halt;
+use crate::controller::inputs::{ProviderTarget, RegistrationInputs};
 use crate::controller::report::Outcome;
 use crate::controller::time::add;
 use crate::controller::Context;
-use crate::provider::{parse_base_url, ClientCredentials, Sensitive};
-use crate::secrets::{text_value, Secrets};
-use crate::signing::{KeyCache, SigningKey};
+use crate::provider::{ClientCredentials, Sensitive};
+use crate::secrets::SecretError;
+use crate::signing::SigningKey;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::ResourceExt;
@@ -19,17 +21,6 @@ use url::Url;
 
 /// How often a consent whose registration is not Ready looks again (besides the watch).
 pub const REGISTRATION_RETRY: Duration = Duration::from_secs(30);
-
-/// A Ready registration, as a consent uses it.
-pub struct RegistrationView {
-    /// The registration.
-    pub obj: TppRegistration,
-    /// Its provider's base URL, parsed.
-    pub base: Url,
-    /// Its provider's base URL as configured.
-    pub provider_url: String,
-    secrets: Secrets,
-}
 
 /// The outcome of a consent waiting for its registration.
 pub fn not_ready(why: String, now: Timestamp) -> Outcome {
@@ -41,68 +32,103 @@ pub fn not_ready(why: String, now: Timestamp) -> Outcome {
     .quiet()
 }
 
-impl RegistrationView {
-    /// Reads the registration named `name`; `Err` is the outcome to report while it is missing
-    /// or not Ready.
-    pub async fn read(
+/// Whether a consent may use its registration now.
+pub enum RegistrationGate {
+    /// The registration is Ready and its provider allowed.
+    Open(Box<RegistrationView>),
+    /// It is missing or not Ready: what to report meanwhile.
+    Closed(Outcome),
+}
+
+impl RegistrationGate {
+    /// Reads the registration named `name` and checks it.
+    pub async fn check(
         ctx: &Context,
         namespace: &str,
         name: &str,
         now: Timestamp,
-    ) -> Result<Result<Self, Outcome>, kube::Error> {
-        let settings = &ctx.settings;
+    ) -> Result<Self, kube::Error> {
+        let closed = |why: String| Ok(RegistrationGate::Closed(not_ready(why, now)));
         let api: Api<TppRegistration> = Api::namespaced(ctx.client.clone(), namespace);
         let Some(registration) = api.get_opt(name).await? else {
-            return Ok(Err(not_ready(
-                format!("TppRegistration {name} does not exist in namespace {namespace}; create it (see examples/tpp-registration.yaml) or fix spec.registrationRef."),
-                now,
-            )));
+            return closed(format!("TppRegistration {name} does not exist in namespace {namespace}; create it (see examples/tpp-registration.yaml) or fix spec.registrationRef."));
         };
-        let status = registration.status.clone().unwrap_or_default();
-        match find(&status.conditions, READY) {
+        let conditions = registration.status.as_ref().map(|s| &s.conditions[..]);
+        match find(conditions.unwrap_or_default(), READY) {
             Some(c) if c.status == "True" => {}
             Some(c) => {
-                return Ok(Err(not_ready(
-                    format!(
-                        "Waiting for TppRegistration {name} to be Ready (it says {}: {}).",
-                        c.reason, c.message
-                    ),
-                    now,
-                )))
+                return closed(format!(
+                    "Waiting for TppRegistration {name} to be Ready (it says {}: {}).",
+                    c.reason, c.message
+                ))
             }
-            None => {
-                return Ok(Err(not_ready(
-                    format!("Waiting for TppRegistration {name} to be Ready."),
-                    now,
-                )))
-            }
+            None => return closed(format!("Waiting for TppRegistration {name} to be Ready.")),
         }
-        let provider_url = status
-            .provider_url
-            .clone()
-            .or_else(|| registration.spec.provider_url.clone())
-            .unwrap_or_else(|| settings.default_provider_url.to_string());
-        let base = match parse_base_url(&provider_url) {
-            Ok(base) if settings.allows_provider(&base) => base,
-            Ok(_) => {
-                return Ok(Err(not_ready(
-                    format!("TppRegistration {name} uses a provider this operator may not call."),
-                    now,
-                )))
-            }
-            Err(e) => return Ok(Err(not_ready(format!("TppRegistration {name}: {e}."), now))),
+        let provider = match RegistrationInputs::of(ctx, &registration).provider() {
+            Ok(provider) => provider,
+            Err(e) => return closed(format!("TppRegistration {name}: {e}.")),
         };
-        Ok(Ok(RegistrationView {
+        Ok(RegistrationGate::Open(Box::new(RegistrationView {
             obj: registration,
-            base,
-            provider_url,
-            secrets: ctx.secrets(namespace),
-        }))
+            provider,
+        })))
     }
 
+    /// The registration, or the halt that reports why it cannot be used.
+    pub fn view(&self) -> Result<&RegistrationView, Halt> {
+        match self {
+            RegistrationGate::Open(view) => Ok(view),
+            RegistrationGate::Closed(outcome) => Err(Halt::Report(outcome.clone())),
+        }
+    }
+}
+
+/// Why a Ready registration's input cannot be used now.
+pub enum Unusable {
+    /// A problem a user can fix (a message for them).
+    Problem(String),
+    /// Reading a Secret failed.
+    Failed(SecretError),
+}
+
+impl From<SecretError> for Unusable {
+    fn from(e: SecretError) -> Self {
+        Unusable::Failed(e)
+    }
+}
+
+impl Unusable {
+    /// The halt of a phase that needed the input: `what` says what could not be done.
+    pub fn halt(self, what: &str, now: Timestamp) -> Halt {
+        match self {
+            Unusable::Problem(p) => {
+                Halt::Report(not_ready(format!("{what}: {p}."), now).with_event())
+            }
+            Unusable::Failed(e) => Halt::Fail(e.into()),
+        }
+    }
+}
+
+/// A Ready registration, as a consent uses it.
+pub struct RegistrationView {
+    obj: TppRegistration,
+    provider: ProviderTarget,
+}
+
+impl RegistrationView {
     /// Its name.
     pub fn name(&self) -> String {
         self.obj.name_any()
+    }
+
+    /// Its provider's base URL.
+    pub fn base(&self) -> &Url {
+        &self.provider.base
+    }
+
+    /// Its provider's base URL as configured.
+    pub fn provider_url(&self) -> &str {
+        &self.provider.url
     }
 
     /// When its current client token was issued.
@@ -114,71 +140,47 @@ impl RegistrationView {
             .map(|t| t.0)
     }
 
+    fn inputs<'a>(&'a self, ctx: &'a Context) -> RegistrationInputs<'a> {
+        RegistrationInputs::of(ctx, &self.obj)
+    }
+
     /// Its current client token.
-    pub async fn client_token(&self) -> Result<Option<Sensitive>, crate::secrets::SecretError> {
-        let name = self.obj.token_secret_name();
-        Ok(self
-            .secrets
-            .get(&name)
+    pub async fn client_token(&self, ctx: &Context) -> Result<Option<Sensitive>, SecretError> {
+        self.inputs(ctx).client_token().await
+    }
+
+    /// Its client id and certificate.
+    pub async fn credentials(&self, ctx: &Context) -> Result<ClientCredentials, Unusable> {
+        self.inputs(ctx)
+            .credentials()
             .await?
-            .and_then(|s| text_value(&s, token::ACCESS_TOKEN).ok())
-            .map(Sensitive::new))
+            .map_err(|e| Unusable::Problem(e.to_string()))
     }
 
-    /// Its client id and certificate; the inner error is a message for the user.
-    pub async fn credentials(
-        &self,
-    ) -> Result<Result<ClientCredentials, String>, crate::secrets::SecretError> {
-        let name = self.obj.credentials_secret_name();
-        let Some(secret) = self.secrets.get(&name).await? else {
-            return Ok(Err(format!(
-                "Secret {name} (registration credentials) does not exist"
+    /// Its current signing key, which must be the one its JWKS publishes first.
+    pub async fn signing_key(&self, ctx: &Context) -> Result<Arc<SigningKey>, Unusable> {
+        let inputs = self.inputs(ctx);
+        let Some(secret) = inputs.signing_key_secret().await? else {
+            return Err(Unusable::Problem(format!(
+                "the signing key Secret {} of TppRegistration {} does not exist yet",
+                inputs.signing_key_source().secret,
+                self.name()
             )));
         };
-        Ok(text_value(&secret, credentials::CLIENT_ID)
-            .and_then(|id| text_value(&secret, credentials::CERTIFICATE).map(|c| (id, c)))
-            .map(|(client_id, certificate)| ClientCredentials {
-                client_id,
-                certificate: Sensitive::new(certificate),
-            })
-            .map_err(|e| e.to_string()))
-    }
-
-    /// Its current signing key, which must be the one its JWKS publishes first; the inner
-    /// error is a message for the user.
-    pub async fn signing_key(
-        &self,
-        keys: &KeyCache,
-    ) -> Result<Result<Arc<SigningKey>, String>, crate::secrets::SecretError> {
-        let name = self.obj.signing_key_secret_name();
-        let Some(secret) = self.secrets.get(&name).await? else {
-            return Ok(Err(format!(
-                "its signing key Secret {name} does not exist yet"
-            )));
-        };
-        let (pem_key, kid) = match &self.obj.spec.signing_key_secret_ref {
-            Some(r) => (
-                r.private_key_key.as_str(),
-                text_value(&secret, &r.kid_key).ok(),
-            ),
-            None => (signing_key::PRIVATE_KEY, None),
-        };
-        let key = match crate::secrets::signing_key(keys, &secret, pem_key, kid) {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(e)),
-        };
+        let key = inputs.signing_key_in(&secret).map_err(Unusable::Problem)?;
         let published = self
             .obj
             .status
             .as_ref()
             .and_then(|s| s.signing_keys.first())
-            .map(|k| k.kid.clone());
-        if published.as_deref() != Some(key.kid()) {
-            return Ok(Err(format!(
-                "its signing key {} is not published in its JWKS yet",
-                key.kid()
+            .map(|k| k.kid.as_str());
+        if published != Some(key.kid()) {
+            return Err(Unusable::Problem(format!(
+                "the signing key {} of TppRegistration {} is not published in its JWKS yet",
+                key.kid(),
+                self.name()
             )));
         }
-        Ok(Ok(key))
+        Ok(key)
     }
 }

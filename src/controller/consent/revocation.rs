@@ -1,7 +1,7 @@
 //! The deletion phase: revoke a live consent at the provider (`deletionPolicy: Delete`), then
 //! delete or release the Secrets written for it.
 
-use super::registration_view::RegistrationView;
+use super::registration_view::RegistrationGate;
 use super::ConsentRun;
 use crate::api::{reason, ConsentStatus, DeletionPolicy};
 use crate::controller::error::{Error, Result};
@@ -45,21 +45,21 @@ pub(super) async fn cleanup(run: &mut ConsentRun<'_>) -> Result<()> {
 /// must not outlive its object at the provider); a provider without DELETE, or without a
 /// usable registration, is reported and the deletion goes on.
 async fn revoke(run: &mut ConsentRun<'_>, consent_id: &str) -> Result<()> {
-    let registration = match RegistrationView::read(
+    let gate = RegistrationGate::check(
         run.ctx,
         &run.namespace,
         &run.obj.spec.registration_ref.name,
         run.now,
     )
-    .await?
-    {
-        Ok(r) => r,
-        Err(outcome) => {
+    .await?;
+    let registration = match gate {
+        RegistrationGate::Open(r) => r,
+        RegistrationGate::Closed(outcome) => {
             skipped(run, format!("Consent {consent_id} was not revoked at the provider: {} Revoke it in the provider's portal if it matters.", outcome.message)).await;
             return Ok(());
         }
     };
-    let Some(token) = registration.client_token().await? else {
+    let Some(token) = registration.client_token(run.ctx).await? else {
         skipped(
             run,
             format!("Consent {consent_id} was not revoked: the registration has no client token."),
@@ -70,7 +70,7 @@ async fn revoke(run: &mut ConsentRun<'_>, consent_id: &str) -> Result<()> {
     match run
         .ctx
         .provider
-        .delete_consent(&registration.base, &token, consent_id)
+        .delete_consent(registration.base(), &token, consent_id)
         .await
     {
         Ok(()) => {

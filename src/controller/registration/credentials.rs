@@ -8,6 +8,7 @@ use super::RegistrationRun;
 use crate::api::contract::{credentials, rfc3339};
 use crate::api::{reason, RegistrationState, TppRegistration, ANNOTATION_RETRY_REGISTRATION};
 use crate::controller::error::{Halt, Step};
+use crate::controller::inputs::{credentials_in, ProviderTarget, RegistrationInputs};
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
 use crate::provider::{ClientCredentials, ProviderError, RegistrationRequest, Sensitive};
@@ -17,18 +18,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use url::Url;
 
 impl RegistrationRun<'_> {
     /// Reads the credentials Secret, adopting it if new to this object, or registers.
     pub(super) async fn credentials(
         &mut self,
-        base: &Url,
-        provider_url: &str,
+        provider: &ProviderTarget,
     ) -> Step<ClientCredentials> {
         let secret_name = self.obj.credentials_secret_name();
-        let Some(secret) = self.secrets.get(&secret_name).await? else {
-            return self.register(base, provider_url).await;
+        let inputs = RegistrationInputs::of(self.ctx, self.obj);
+        let Some(secret) = inputs.credentials_secret().await? else {
+            return self.register(provider).await;
         };
         if self.owner.owned_by_another(&secret) {
             return Err(Outcome::failed(
@@ -40,9 +40,7 @@ impl RegistrationRun<'_> {
             )
             .into());
         }
-        let (client_id, certificate) = text_value(&secret, credentials::CLIENT_ID)
-            .and_then(|id| text_value(&secret, credentials::CERTIFICATE).map(|c| (id, c)))
-            .map_err(|e| {
+        let issued = credentials_in(&secret).map_err(|e| {
                 Outcome::failed(
                     reason::INVALID_CREDENTIALS_SECRET,
                     format!(
@@ -50,9 +48,9 @@ impl RegistrationRun<'_> {
                         credentials::CLIENT_ID,
                         credentials::CERTIFICATE
                     ),
-                    None,
-                )
-            })?;
+                None,
+            )
+        })?;
         if self.status.registration.is_none()
             || self.status.registration_attempt_started_at.is_some()
         {
@@ -65,40 +63,27 @@ impl RegistrationRun<'_> {
             self.status.registration = Some(state);
             self.status.registration_attempt_started_at = None;
             self.status.registered_at.get_or_insert(Time(self.now));
-            self.status.provider_url = Some(provider_url.to_string());
+            self.status.provider_url = Some(provider.url.clone());
             self.succeeded();
             if state == RegistrationState::Adopted {
                 self.event(
                     EventType::Normal,
                     "Adopted",
                     "Adopt",
-                    format!("Adopted existing credentials from Secret {secret_name} (client {client_id}); no registration call made."),
+                    format!("Adopted existing credentials from Secret {secret_name} (client {}); no registration call made.", issued.client_id),
                 )
                 .await;
             }
         }
-        Ok(ClientCredentials {
-            client_id,
-            certificate: Sensitive::new(certificate),
-        })
+        Ok(issued)
     }
 
     /// Registers with the provider, persisting the attempt before the call and the result
     /// before anything else, so a crash never causes a second registration.
-    async fn register(&mut self, base: &Url, provider_url: &str) -> Step<ClientCredentials> {
+    async fn register(&mut self, provider: &ProviderTarget) -> Step<ClientCredentials> {
         let retry = self.annotation(ANNOTATION_RETRY_REGISTRATION);
         self.may_register(retry)?;
-        let signature = match self.signature_certificate().await? {
-            Ok(s) => s,
-            Err((reason, e)) => {
-                return Err(Halt::Report(self.failure(
-                    reason,
-                    e,
-                    FailureKind::Transient,
-                    None,
-                )))
-            }
-        };
+        let signature = self.signature_certificate().await?;
 
         // Persist the attempt first: if the process dies during the call, the next run knows
         // the outcome is unknown and will not register a second time on its own.
@@ -106,11 +91,16 @@ impl RegistrationRun<'_> {
         self.status.handled_retry_registration = retry
             .map(str::to_string)
             .or(self.status.handled_retry_registration.take());
-        self.status.provider_url = Some(provider_url.to_string());
+        self.status.provider_url = Some(provider.url.clone());
         self.persist().await?;
 
         let request = registration_request(self.obj);
-        let response = match self.ctx.provider.register(base, &signature, &request).await {
+        let response = match self
+            .ctx
+            .provider
+            .register(&provider.base, &signature, &request)
+            .await
+        {
             Ok(r) => r,
             Err(e) => return Err(self.registration_failed(e).into()),
         };
@@ -132,7 +122,10 @@ impl RegistrationRun<'_> {
             EventType::Normal,
             reason::REGISTERED,
             "Register",
-            format!("Registered with {provider_url} as client {}; credentials stored in Secret {credentials_name}.", credentials.client_id),
+            format!(
+                "Registered with {} as client {}; credentials stored in Secret {credentials_name}.",
+                provider.url, credentials.client_id
+            ),
         )
         .await;
         Ok(credentials)
@@ -218,37 +211,46 @@ impl RegistrationRun<'_> {
         Ok(())
     }
 
-    /// Reads the signature certificate; the inner error is a message for the user.
-    async fn signature_certificate(&self) -> Step<Result<Sensitive, (&'static str, String)>> {
+    /// Reads the signature certificate; a missing or unusable one stops the reconcile with a
+    /// failure that says how to provide it.
+    async fn signature_certificate(&mut self) -> Step<Sensitive> {
         let reference = &self.obj.spec.signature_certificate_secret_ref;
         let hint = format!(
             "Create it with: kubectl -n {} create secret generic {} --from-literal={}=<your signature certificate>",
             self.namespace, reference.name, reference.key
         );
-        let invalid = |message| Ok(Err((reason::INVALID_SIGNATURE_CERTIFICATE, message)));
-        let Some(secret) = self.secrets.get(&reference.name).await? else {
-            return invalid(format!(
-                "Secret {} (signature certificate) does not exist. {hint}",
-                reference.name
-            ));
-        };
-        if managed_by_operator(&secret) {
+        let problem = match self.secrets.get(&reference.name).await? {
+            None => (
+                reason::INVALID_SIGNATURE_CERTIFICATE,
+                format!(
+                    "Secret {} (signature certificate) does not exist. {hint}",
+                    reference.name
+                ),
+            ),
             // A Secret the operator wrote holds another object's credentials, token or key:
             // none of them may leave as this registration's signature certificate.
-            return Ok(Err((
+            Some(secret) if managed_by_operator(&secret) => (
                 reason::SECRET_NOT_ALLOWED,
                 format!(
                     "Secret {} was written by tpp-operator for another object; the signature certificate must be a Secret of your own. {hint}",
                     reference.name
                 ),
-            )));
-        }
-        match text_value(&secret, &reference.key) {
-            Ok(value) => Ok(Ok(Sensitive::new(value))),
-            Err(e) => invalid(format!(
-                "{e}; it must hold the signature certificate. {hint}"
-            )),
-        }
+            ),
+            Some(secret) => match text_value(&secret, &reference.key) {
+                Ok(value) => return Ok(Sensitive::new(value)),
+                Err(e) => (
+                    reason::INVALID_SIGNATURE_CERTIFICATE,
+                    format!("{e}; it must hold the signature certificate. {hint}"),
+                ),
+            },
+        };
+        let (reason, message) = problem;
+        Err(Halt::Report(self.failure(
+            reason,
+            message,
+            FailureKind::Transient,
+            None,
+        )))
     }
 
     pub(super) fn unconfirmed_message(&self, started: Timestamp) -> String {

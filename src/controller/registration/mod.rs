@@ -6,22 +6,21 @@
 mod cleanup;
 mod credentials;
 pub(crate) mod keygen;
-pub mod plan;
+pub(crate) mod plan;
+mod schedule;
 mod signing_key;
 #[cfg(test)]
 mod tests;
 mod token;
 
-pub use signing_key::published_keys;
-
-use super::error::{Result, Step};
+use super::error::{Halt, Result, Step};
 use super::frame::{FailureFields, Reconciled, Run};
+use super::inputs::{ProviderRefusal, RegistrationInputs};
 use super::report::Outcome;
 use super::time::earliest;
 use crate::api::{
     reason, SecretTemplate, TppRegistration, TppRegistrationStatus, LABEL_REGISTRATION,
 };
-use crate::provider::parse_base_url;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
 use std::future::Future;
@@ -100,52 +99,48 @@ impl Reconciled for TppRegistration {
 
 /// Registration (or adoption), then the token, then the signing key.
 async fn apply(run: &mut RegistrationRun<'_>) -> Step<Outcome> {
-    let provider_url = run
-        .status
-        .provider_url
-        .clone()
-        .or_else(|| run.obj.spec.provider_url.clone())
-        .unwrap_or_else(|| run.ctx.settings.default_provider_url.to_string());
-    let base = parse_base_url(&provider_url).map_err(|e| {
-        Outcome::failed(
-            reason::INVALID_PROVIDER_URL,
-            format!("{e}. Set spec.providerUrl to the provider's https base URL."),
-            None,
-        )
-    })?;
-    if !run.ctx.settings.allows_provider(&base) {
-        // Checked before anything is read or sent: a tenant must not point the operator at a
-        // host of their choosing and receive the namespace's secrets there.
-        return Err(Outcome::failed(
-            reason::PROVIDER_NOT_ALLOWED,
-            format!(
-                "The provider {provider_url} is not one this operator may call (allowed: {}). Remove spec.providerUrl, or ask the platform team to add it to the operator's allowed providers (Helm value allowedProviderUrls).",
-                run.ctx.settings.allowed_providers_text()
-            ),
-            None,
-        )
-        .into());
-    }
+    let provider = RegistrationInputs::of(run.ctx, run.obj)
+        .provider()
+        .map_err(|refusal| provider_refused(&refusal))?;
     run.status.credentials_secret = Some(run.obj.credentials_secret_name());
     run.status.token_secret = Some(run.obj.token_secret_name());
 
-    let credentials = run.credentials(&base, &provider_url).await?;
-    let token = run.token(&base, &credentials).await?;
+    let credentials = run.credentials(&provider).await?;
+    let token = run.token(&provider.base, &credentials).await?;
     // A bad signing key must not stop client tokens from being refreshed: it is reported on
     // top of the token's outcome.
-    Ok(match run.signing_key().await? {
-        // A token problem matters more to the apps; it stays the reported one.
-        Some(problem) if token.ready => {
-            let next = earliest(token.next, problem.next);
-            problem.until(next)
-        }
-        Some(problem) => {
-            let next = earliest(token.next, problem.next);
-            token.until(next)
-        }
-        None => {
+    Ok(match run.signing_key().await {
+        Ok(()) => {
             let next = earliest(token.next, run.next_key_retirement());
             token.until(next)
         }
+        // A token problem matters more to the apps; it stays the reported one.
+        Err(Halt::Report(problem)) if token.ready => {
+            let next = earliest(token.next, problem.next);
+            problem.until(next)
+        }
+        Err(Halt::Report(problem)) => {
+            let next = earliest(token.next, problem.next);
+            token.until(next)
+        }
+        Err(fail) => return Err(fail),
     })
+}
+
+/// What a registration whose provider may not be called reports; it calls nothing.
+fn provider_refused(refusal: &ProviderRefusal) -> Outcome {
+    match refusal {
+        ProviderRefusal::Invalid(e) => Outcome::failed(
+            reason::INVALID_PROVIDER_URL,
+            format!("{e}. Set spec.providerUrl to the provider's https base URL."),
+            None,
+        ),
+        ProviderRefusal::NotAllowed { url, allowed } => Outcome::failed(
+            reason::PROVIDER_NOT_ALLOWED,
+            format!(
+                "The provider {url} is not one this operator may call (allowed: {allowed}). Remove spec.providerUrl, or ask the platform team to add it to the operator's allowed providers (Helm value allowedProviderUrls)."
+            ),
+            None,
+        ),
+    }
 }

@@ -6,10 +6,11 @@ use super::plan::{key_plan, KeyPlan};
 use super::RegistrationRun;
 use crate::api::contract::signing_key as keys;
 use crate::api::{reason, PublishedKey, ANNOTATION_ROTATE_SIGNING_KEY};
-use crate::controller::error::Step;
+use crate::controller::error::{Halt, Step};
+use crate::controller::inputs::RegistrationInputs;
 use crate::controller::report::Outcome;
 use crate::controller::time::add;
-use crate::secrets::{signing_key, text_value, SecretError};
+use crate::secrets::{text_value, SecretError};
 use crate::signing::SigningKey;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -25,39 +26,38 @@ const KEY_RETENTION: Duration =
 const SIGNING_KEY_RETRY: Duration = Duration::from_secs(60);
 
 impl RegistrationRun<'_> {
-    /// Loads (or has generated) the signing key and publishes its public half in status;
-    /// `Some` is a problem to report.
-    pub(super) async fn signing_key(&mut self) -> Step<Option<Outcome>> {
-        let secret_name = self.obj.signing_key_secret_name();
+    /// Loads (or has generated) the signing key and publishes its public half in status; a
+    /// key that cannot be used is reported (`Halt::Report`), never an error.
+    pub(super) async fn signing_key(&mut self) -> Step<()> {
+        let inputs = RegistrationInputs::of(self.ctx, self.obj);
+        let source = inputs.signing_key_source();
+        let secret_name = source.secret.clone();
         self.status.signing_key_secret = Some(secret_name.clone());
-        let existing = self.secrets.get(&secret_name).await?;
-        let key = match (&self.obj.spec.signing_key_secret_ref, existing) {
-            (Some(_), Some(secret)) if self.owner.owned_by_another(&secret) => {
+        let existing = inputs.signing_key_secret().await?;
+        let key = match (source.generated, existing) {
+            (false, Some(secret)) if self.owner.owned_by_another(&secret) => {
                 // Another registration's generated key: signing with it would make request
                 // objects that the provider accepts for that registration's client.
-                return Ok(Some(self.signing_key_problem(format!(
+                return Err(self.signing_key_problem(format!(
                     "Secret {secret_name} holds a key tpp-operator generated for another object; spec.signingKeySecretRef must name a Secret of your own"
-                ))));
+                )));
             }
-            (Some(reference), Some(secret)) => {
-                let kid = text_value(&secret, &reference.kid_key).ok();
-                match signing_key(&self.ctx.keys, &secret, &reference.private_key_key, kid) {
-                    Ok(key) => public_key(&key),
-                    Err(e) => return Ok(Some(self.signing_key_problem(e))),
-                }
-            }
-            (Some(_), None) => {
-                return Ok(Some(self.signing_key_problem(format!(
+            (false, Some(secret)) => match inputs.signing_key_in(&secret) {
+                Ok(key) => public_key(&key),
+                Err(e) => return Err(self.signing_key_problem(e)),
+            },
+            (false, None) => {
+                return Err(self.signing_key_problem(format!(
                     "Secret {secret_name} (signing key) does not exist"
-                ))))
+                )))
             }
-            (None, Some(secret)) if !self.owner.owns(&secret) => {
+            (true, Some(secret)) if !self.owner.owns(&secret) => {
                 let e = SecretError::NotOwned { name: secret_name };
-                return Ok(Some(self.signing_key_problem(e.to_string())));
+                return Err(self.signing_key_problem(e.to_string()));
             }
-            (None, existing) => match self.generated_key(&secret_name, existing).await {
+            (true, existing) => match self.generated_key(&secret_name, existing).await {
                 Some(key) => key,
-                None => return Ok(None),
+                None => return Ok(()),
             },
         };
         self.status.signing_keys =
@@ -70,7 +70,7 @@ impl RegistrationRun<'_> {
                 self.name
             )
         });
-        Ok(None)
+        Ok(())
     }
 
     /// The generated key to use now, asking the generator for a new one when needed; `None`
@@ -145,19 +145,20 @@ impl RegistrationRun<'_> {
                 }
             }
         }
-        signing_key(&self.ctx.keys, secret, keys::PRIVATE_KEY, None)
+        RegistrationInputs::of(self.ctx, self.obj)
+            .signing_key_in(secret)
             .ok()
             .map(|k| public_key(&k))
     }
 
-    fn signing_key_problem(&self, problem: String) -> Outcome {
-        Outcome::failed(
+    fn signing_key_problem(&self, problem: String) -> Halt {
+        Halt::Report(Outcome::failed(
             reason::INVALID_SIGNING_KEY,
             format!(
                 "{problem}. The signing key must be an RSA private key of 2048 bits or more in PEM; fix the Secret, or remove spec.signingKeySecretRef to let the operator generate one. Client tokens are still refreshed."
             ),
             Some(add(self.now, SIGNING_KEY_RETRY)),
-        )
+        ))
     }
 
     /// When the next replaced key leaves the JWKS.

@@ -1,12 +1,12 @@
 //! Reconcile tests on a scripted API server: what a registration reads and writes when its
 //! token is not due (nothing but reads), and when the injected clock reaches the refresh time.
 
-use crate::api::{PublishedKey, RegistrationState, TppRegistration, TppRegistrationStatus};
+use crate::api::TppRegistration;
 use crate::controller::fixtures::{context, secret, ApiServer};
 use crate::controller::frame::reconcile;
 use crate::signing::SigningKey;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,48 +20,11 @@ fn owned() -> serde_json::Value {
 
 /// A registered registration with a token issued at `issued`, due at `issued + 200`.
 fn refreshed(issued: Timestamp, provider: &str, key: &SigningKey) -> TppRegistration {
-    let at = |s: i64| {
-        Some(Time(
-            Timestamp::from_second(issued.as_second() + s).unwrap(),
-        ))
-    };
-    let (modulus, exponent) = key.public_components();
-    let current = PublishedKey {
-        kid: key.kid().to_string(),
-        modulus,
-        exponent,
-        retire_at: None,
-    };
-    let mut obj = TppRegistration::test();
-    obj.status = Some(TppRegistrationStatus {
-        observed_generation: Some(1),
-        conditions: vec![Condition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            reason: "TokenRefreshed".into(),
-            message: "valid".into(),
-            observed_generation: Some(1),
-            last_transition_time: Time(issued),
-        }],
-        provider_url: Some(provider.into()),
-        client_id: Some("C1".into()),
-        registration: Some(RegistrationState::Registered),
-        registered_at: at(0),
-        credentials_secret: Some("acme-credentials".into()),
-        token_secret: Some("acme-token".into()),
-        token_issued_at: at(0),
-        token_expires_at: at(300),
-        next_refresh_at: at(200),
-        signing_key_secret: Some("acme-signing-key".into()),
-        signing_keys: crate::controller::registration::published_keys(
-            &current,
-            &[],
-            issued,
-            Duration::ZERO,
-        ),
-        ..Default::default()
-    });
-    obj
+    let at = |s: i64| Timestamp::from_second(issued.as_second() + s).unwrap();
+    TppRegistration::test()
+        .registered(issued, provider)
+        .with_token(issued, at(300), at(200))
+        .with_key(key)
 }
 
 /// Answers the reads every reconcile of `obj` makes up to the token decision.
@@ -179,4 +142,118 @@ async fn reqwest_register(base: &str) -> (String, String) {
         response["ClientId"].as_str().unwrap().to_string(),
         response["Certificate"].as_str().unwrap().to_string(),
     )
+}
+
+/// Starts the fake provider and registers at it; the registration of `refreshed` at it.
+async fn registered_at_fake(
+    issued: Timestamp,
+    key: &SigningKey,
+) -> (
+    fake_provider::FakeProvider,
+    TppRegistration,
+    (String, String),
+) {
+    let fake = fake_provider::FakeProvider::start(fake_provider::Config::default())
+        .await
+        .expect("fake");
+    let credentials = reqwest_register(&fake.base_url()).await;
+    let mut obj = refreshed(issued, &fake.base_url(), key);
+    // The client the provider issued, so that only what a test changes triggers a call.
+    obj.status.as_mut().expect("status").client_id = Some(credentials.0.clone());
+    (fake, obj, credentials)
+}
+
+#[tokio::test]
+async fn a_forced_refresh_calls_once_per_annotation_value() {
+    let issued = Timestamp::from_second(Timestamp::now().as_second() - 1_000).unwrap();
+    let key = SigningKey::generate().unwrap();
+    let (fake, obj, (id, certificate)) = registered_at_fake(issued, &key).await;
+    let obj = obj.annotated("tpp-operator.dev/force-refresh", "first");
+    let (ctx, clock, mut api) = context(issued, &[&fake.base_url()]);
+    // Not due for another 100 s: only the annotation asks for a token.
+    clock.advance(Duration::from_secs(100));
+
+    let run = tokio::spawn(reconcile(Arc::new(obj.clone()), ctx.clone()));
+    reads(&mut api, &obj, &id, &certificate).await;
+    let token = secret("acme-token", owned(), &[("access_token", "old")]);
+    api.expect("PATCH", &format!("{SECRETS}/acme-token"), 200, token)
+        .await;
+    expect_signing_key(&mut api, &key).await;
+    let written = api
+        .expect(
+            "PATCH",
+            &format!("{REG}/status"),
+            200,
+            serde_json::to_value(&obj).unwrap(),
+        )
+        .await;
+    assert_eq!(written["status"]["handledForceRefresh"], "first");
+    api.expect_nothing().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(fake.calls().client_token, 1);
+
+    // The same value again (as stored once handled): nothing but reads, no second token.
+    let mut handled = obj.clone();
+    let status = handled.status.as_mut().unwrap();
+    status.handled_force_refresh = Some("first".into());
+    handled.metadata.resource_version = Some("2".into());
+    let run = tokio::spawn(reconcile(Arc::new(handled.clone()), ctx));
+    reads(&mut api, &handled, &id, &certificate).await;
+    expect_signing_key(&mut api, &key).await;
+    api.expect_nothing().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        fake.calls().client_token,
+        1,
+        "one token per annotation value"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_failing_keeps_the_token_and_retries_before_it_expires() {
+    let issued = Timestamp::from_second(Timestamp::now().as_second() - 1_000).unwrap();
+    let key = SigningKey::generate().unwrap();
+    let (fake, obj, (id, certificate)) = registered_at_fake(issued, &key).await;
+    fake.inject(
+        fake_provider::Endpoint::ClientToken,
+        fake_provider::Fault::Status(503),
+        None,
+    );
+    let (ctx, clock, mut api) = context(issued, &[&fake.base_url()]);
+    clock.advance(Duration::from_secs(200));
+
+    let run = tokio::spawn(reconcile(Arc::new(obj.clone()), ctx));
+    reads(&mut api, &obj, &id, &certificate).await;
+    // No token Secret write: the old token stays for the apps.
+    expect_signing_key(&mut api, &key).await;
+    let written = api
+        .expect(
+            "PATCH",
+            &format!("{REG}/status"),
+            200,
+            serde_json::to_value(&obj).unwrap(),
+        )
+        .await;
+    let status = &written["status"];
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["reason"], "RefreshFailing");
+    assert_eq!(ready["status"], "True", "the old token is still valid");
+    assert_eq!(status["consecutiveFailures"], 1);
+    let next: Timestamp = status["nextRefreshAt"].as_str().unwrap().parse().unwrap();
+    let expiry = Timestamp::from_second(issued.as_second() + 300).unwrap();
+    assert!(
+        next < expiry,
+        "the retry at {next} comes before the token expires at {expiry}"
+    );
+    // A warning event says the refresh failed.
+    api.expect(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        201,
+        json!({}),
+    )
+    .await;
+    api.expect_nothing().await;
+    run.await.unwrap().unwrap();
+    assert_eq!(fake.calls().client_token, 1);
 }

@@ -2,25 +2,21 @@
 //! keep the old token in place when the provider fails.
 
 use super::plan::{classify_token_failure, token_plan, RefreshReason, TokenAdvice, TokenPlan};
+use super::schedule::{conflict_retry_delay, refresh_at, token_retry_delay};
 use super::RegistrationRun;
 use crate::api::contract::{rfc3339, TokenSecret};
 use crate::api::{reason, ANNOTATION_FORCE_REFRESH};
 use crate::controller::error::Step;
 use crate::controller::report::Outcome;
-use crate::controller::schedule::{
-    conflict_retry_delay, refresh_at, token_retry_delay, FailureKind,
-};
+use crate::controller::schedule::FailureKind;
 use crate::provider::{token, ClientCredentials, ProviderError};
 use crate::secrets::SecretError;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 use std::time::Duration;
 use url::Url;
-
-/// Lifetime assumed when the provider states none and the token is not a JWT.
-const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
 
 impl RegistrationRun<'_> {
     /// Decides about the token and refreshes it when due.
@@ -83,9 +79,7 @@ impl RegistrationRun<'_> {
             Err(e) => return Ok(self.token_failure(e, credentials, had_token)),
         };
         let issued = self.now;
-        let expiry =
-            token::effective_expiry(issued, response.expires_in, response.access_token.expose())
-                .unwrap_or_else(|| issued.saturating_add(FALLBACK_LIFETIME).unwrap_or(issued));
+        let expiry = token::expiry(issued, response.expires_in, response.access_token.expose());
         if expiry <= self.ctx.clock.now() {
             // Writing it would hand apps a dead token and schedule an immediate refresh: a
             // loop. The old token stays; the request is retried with backoff.

@@ -3,6 +3,7 @@
 //! so a key name changes only with a new API version.
 
 use jiff::Timestamp;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Keys of a registration's credentials Secret (`<name>-credentials`).
@@ -37,6 +38,12 @@ pub mod signing_key {
     pub const KID: &str = "kid";
 }
 
+mod authorisation;
+pub use authorisation::{
+    accepts_state, new_state, random_token, sanitize_oauth_error, state_owner, Handoff,
+    HandoffError,
+};
+
 /// Keys of the authorisation hand-off Secret (`<consent>-authorisation`).
 pub mod handoff {
     /// The authorisation code from the redirect.
@@ -47,6 +54,59 @@ pub mod handoff {
     pub const ID_TOKEN: &str = "id_token";
     /// The OAuth error of a refused authorisation (e.g. `access_denied`).
     pub const ERROR: &str = "error";
+}
+
+/// A secret string: never printed, never serialized by accident into logs.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Sensitive(value.into())
+    }
+
+    /// The secret itself; call only where it is sent or stored.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True for an empty or whitespace-only value.
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Sensitive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Sensitive)
+    }
+}
+
+/// Credentials issued at registration (or brought by the user), as the credentials Secret holds
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// Client id.
+    pub client_id: String,
+    /// The password for the token endpoint (`Certificate` in the registration answer).
+    pub certificate: Sensitive,
+}
+
+impl ClientCredentials {
+    /// Reads the credentials Secret's keys through `value` (a Secret's text value by key).
+    pub fn from_values<E>(value: impl Fn(&str) -> Result<String, E>) -> Result<Self, E> {
+        Ok(ClientCredentials {
+            client_id: value(credentials::CLIENT_ID)?,
+            certificate: Sensitive::new(value(credentials::CERTIFICATE)?),
+        })
+    }
 }
 
 /// The only token type written: the provider documents Bearer tokens, and apps send
@@ -84,90 +144,6 @@ impl TokenSecret<'_> {
         }
         data
     }
-}
-
-/// What a customer's redirect brought back, as handed from the callback (any replica, or the
-/// platform's own redirect page) to the leader in the hand-off Secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Handoff {
-    /// The customer authorised: a code to exchange.
-    Code {
-        /// The `state` the redirect carried.
-        state: String,
-        /// The authorisation code (a secret).
-        code: String,
-        /// The id token, when the provider sent one.
-        id_token: Option<String>,
-    },
-    /// The customer or the provider refused.
-    Refused {
-        /// The `state` the redirect carried.
-        state: String,
-        /// The OAuth error code, printable and short.
-        error: String,
-    },
-}
-
-/// Why a hand-off Secret cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandoffError {
-    /// No `state` key.
-    #[error("it has no {} key", handoff::STATE)]
-    NoState,
-    /// Neither a code nor an error.
-    #[error("it has neither a {} nor an {} key", handoff::CODE, handoff::ERROR)]
-    Empty,
-}
-
-impl Handoff {
-    /// The state the redirect carried.
-    pub fn state(&self) -> &str {
-        match self {
-            Handoff::Code { state, .. } | Handoff::Refused { state, .. } => state,
-        }
-    }
-
-    /// The Secret's data.
-    pub fn data(&self) -> BTreeMap<String, String> {
-        let mut data = BTreeMap::from([(handoff::STATE.to_string(), self.state().to_string())]);
-        match self {
-            Handoff::Code { code, id_token, .. } => {
-                data.insert(handoff::CODE.to_string(), code.clone());
-                if let Some(t) = id_token {
-                    data.insert(handoff::ID_TOKEN.to_string(), t.clone());
-                }
-            }
-            Handoff::Refused { error, .. } => {
-                data.insert(handoff::ERROR.to_string(), sanitize_oauth_error(error));
-            }
-        }
-        data
-    }
-
-    /// Reads a hand-off from a Secret's text values (`value(key)`); an error wins over a code.
-    pub fn from_values(value: impl Fn(&str) -> Option<String>) -> Result<Self, HandoffError> {
-        let state = value(handoff::STATE).ok_or(HandoffError::NoState)?;
-        if let Some(error) = value(handoff::ERROR) {
-            return Ok(Handoff::Refused {
-                state,
-                error: sanitize_oauth_error(&error),
-            });
-        }
-        let code = value(handoff::CODE).ok_or(HandoffError::Empty)?;
-        Ok(Handoff::Code {
-            state,
-            code,
-            id_token: value(handoff::ID_TOKEN),
-        })
-    }
-}
-
-/// Keeps an OAuth error code printable and short before it goes into status and events.
-pub fn sanitize_oauth_error(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .take(64)
-        .collect()
 }
 
 /// RFC 3339 in UTC with whole seconds, as written to `expires_at`. Sub-seconds are cut, never
@@ -210,37 +186,5 @@ mod tests {
         .data();
         assert_eq!(customer["consent_id"], "c-1");
         assert_eq!(customer.len(), 5);
-    }
-
-    #[test]
-    fn handoff_round_trips_and_prefers_the_error() {
-        let code = Handoff::Code {
-            state: "s".into(),
-            code: "c".into(),
-            id_token: Some("i".into()),
-        };
-        let data = code.data();
-        let back = Handoff::from_values(|k| data.get(k).cloned()).unwrap();
-        assert_eq!(back, code);
-        let both = BTreeMap::from([
-            ("state".to_string(), "s".to_string()),
-            ("code".to_string(), "c".to_string()),
-            ("error".to_string(), "<b>access_denied</b>".to_string()),
-        ]);
-        assert_eq!(
-            Handoff::from_values(|k| both.get(k).cloned()).unwrap(),
-            Handoff::Refused {
-                state: "s".into(),
-                error: "baccess_deniedb".into()
-            }
-        );
-        assert_eq!(Handoff::from_values(|_| None), Err(HandoffError::NoState));
-    }
-
-    #[test]
-    fn oauth_errors_are_sanitised() {
-        assert_eq!(sanitize_oauth_error("access_denied"), "access_denied");
-        assert_eq!(sanitize_oauth_error("<script>x</script>"), "scriptxscript");
-        assert_eq!(sanitize_oauth_error(&"a".repeat(100)).len(), 64);
     }
 }

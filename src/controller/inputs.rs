@@ -1,0 +1,142 @@
+//! A TppRegistration's inputs, resolved in one place for both reconcilers: which provider it
+//! talks to (checked against what the platform team allows), which credentials it holds, which
+//! client token, and which key signs for it. The registration's phases and a consent's view of
+//! its registration gather through here; what to do with the inputs (register or adopt,
+//! refresh or wait, sign or not) is decided after, by each phase.
+
+use super::Context;
+use crate::api::contract::{ClientCredentials, Sensitive};
+use crate::api::{contract, SigningKeySource, TppRegistration};
+use crate::provider::parse_base_url;
+use crate::secrets::{signing_key, text_value, SecretError, Secrets};
+use crate::signing::SigningKey;
+use k8s_openapi::api::core::v1::Secret;
+use std::sync::Arc;
+use url::Url;
+
+/// The provider a registration talks to.
+#[derive(Clone, Debug)]
+pub(crate) struct ProviderTarget {
+    /// Its base URL as configured (spec, status or the operator's default).
+    pub url: String,
+    /// The same, parsed.
+    pub base: Url,
+}
+
+/// Why a registration may not talk to its provider.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProviderRefusal {
+    /// The URL is not a usable base URL.
+    #[error("{0}")]
+    Invalid(String),
+    /// The platform team does not allow this provider.
+    #[error("the provider {url} is not one this operator may call (allowed: {allowed})")]
+    NotAllowed {
+        /// The provider's URL.
+        url: String,
+        /// The allowed providers, for the message.
+        allowed: String,
+    },
+}
+
+/// Why a registration's credentials cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CredentialsProblem {
+    /// The credentials Secret does not exist.
+    #[error("Secret {0} (registration credentials) does not exist")]
+    Missing(String),
+    /// It exists but lacks a key or holds something that is not text.
+    #[error(transparent)]
+    Invalid(SecretError),
+}
+
+/// Gathers the inputs of one TppRegistration.
+pub(crate) struct RegistrationInputs<'a> {
+    ctx: &'a Context,
+    obj: &'a TppRegistration,
+    secrets: Secrets,
+}
+
+impl<'a> RegistrationInputs<'a> {
+    /// The inputs of `obj`, read from its namespace's Secrets.
+    pub fn of(ctx: &'a Context, obj: &'a TppRegistration) -> Self {
+        let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
+        RegistrationInputs {
+            ctx,
+            obj,
+            secrets: ctx.secrets(namespace),
+        }
+    }
+
+    /// The provider it talks to: the one it registered with, else its spec's, else the
+    /// operator's default; refused unless the platform team allows it. Checked before any
+    /// Secret is read or sent: a tenant must not point the operator at a host of their choosing
+    /// and receive the namespace's secrets there.
+    pub fn provider(&self) -> Result<ProviderTarget, ProviderRefusal> {
+        let settings = &self.ctx.settings;
+        let url = self
+            .obj
+            .provider_url()
+            .map(str::to_string)
+            .unwrap_or_else(|| settings.default_provider_url.to_string());
+        let base = parse_base_url(&url).map_err(|e| ProviderRefusal::Invalid(e.to_string()))?;
+        if !settings.allows_provider(&base) {
+            return Err(ProviderRefusal::NotAllowed {
+                url,
+                allowed: settings.allowed_providers_text(),
+            });
+        }
+        Ok(ProviderTarget { url, base })
+    }
+
+    /// Its credentials Secret as it is, if it exists.
+    pub async fn credentials_secret(&self) -> Result<Option<Secret>, SecretError> {
+        self.secrets.get(&self.obj.credentials_secret_name()).await
+    }
+
+    /// Its credentials.
+    pub async fn credentials(
+        &self,
+    ) -> Result<Result<ClientCredentials, CredentialsProblem>, SecretError> {
+        Ok(match self.credentials_secret().await? {
+            Some(secret) => credentials_in(&secret).map_err(CredentialsProblem::Invalid),
+            None => Err(CredentialsProblem::Missing(
+                self.obj.credentials_secret_name(),
+            )),
+        })
+    }
+
+    /// Its current client token, if it has one.
+    pub async fn client_token(&self) -> Result<Option<Sensitive>, SecretError> {
+        let name = self.obj.token_secret_name();
+        Ok(self
+            .secrets
+            .get(&name)
+            .await?
+            .and_then(|s| text_value(&s, contract::token::ACCESS_TOKEN).ok())
+            .map(Sensitive::new))
+    }
+
+    /// Where its signing key is.
+    pub fn signing_key_source(&self) -> SigningKeySource<'a> {
+        self.obj.signing_key_source()
+    }
+
+    /// Its signing key's Secret as it is, if it exists.
+    pub async fn signing_key_secret(&self) -> Result<Option<Secret>, SecretError> {
+        self.secrets.get(&self.signing_key_source().secret).await
+    }
+
+    /// The signing key in `secret` (its Secret), parsed once per version of the Secret; the
+    /// error is a message for the user, never key material.
+    pub fn signing_key_in(&self, secret: &Secret) -> Result<Arc<SigningKey>, String> {
+        let source = self.signing_key_source();
+        let kid = source.kid.and_then(|k| text_value(secret, k).ok());
+        signing_key(&self.ctx.keys, secret, source.private_key, kid)
+    }
+}
+
+/// The credentials a credentials Secret holds.
+pub(crate) fn credentials_in(secret: &Secret) -> Result<ClientCredentials, SecretError> {
+    ClientCredentials::from_values(|key| text_value(secret, key))
+}
