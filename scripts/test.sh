@@ -55,6 +55,9 @@ stage "install kubectl and helm" scripts/install-tools.sh
 stage "helm lint" "$TPP_CACHE/bin/helm" lint charts/tpp-operator
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# Licenses, banned crates and sources (deny.toml); advisories need a database this machine
+# cannot fetch.
+stage "cargo deny" "$TPP_CACHE/bin/cargo-deny" check bans licenses sources
 stage "build tests" cargo test --workspace --locked --no-run
 # The end-to-end tests and the benchmark run the operator from the container image: scripts/image.sh
 # builds the static release binary, writes the OCI image and unpacks it again; the benchmark is built

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tpp_operator::controller::{self, Context, Settings};
-use tpp_operator::http::{self, HttpState, PublicLimits};
+use tpp_operator::http::{self, ConnectionLimits, HttpState, PublicLimits};
 use tpp_operator::leader::LeaseConfig;
 use tpp_operator::provider::{parse_base_url, ProviderClient, ProviderConfig};
+use tpp_operator::secrets::TemplatePolicy;
 use tpp_operator::telemetry::{self, LogFormat, Metrics};
 
 mod check;
@@ -61,6 +62,24 @@ struct RunArgs {
         value_delimiter = ','
     )]
     allowed_provider_urls: Vec<String>,
+    /// Label and annotation keys spec.secretTemplate may set, comma-separated (`*` matches any
+    /// characters); default: any key not denied.
+    #[arg(
+        long = "secret-template-allowed-key",
+        env = "TPP_SECRET_TEMPLATE_ALLOWED_KEYS",
+        value_delimiter = ','
+    )]
+    secret_template_allowed_keys: Vec<String>,
+    /// Label and annotation keys spec.secretTemplate may never set, comma-separated (`*`
+    /// matches any characters); default: the well-known replicators' keys (Reflector, kubed,
+    /// kubernetes-replicator, Kyverno) and anything under kubernetes.io/ and k8s.io/. The
+    /// operator's own tpp-operator.dev/ keys are always refused.
+    #[arg(
+        long = "secret-template-denied-key",
+        env = "TPP_SECRET_TEMPLATE_DENIED_KEYS",
+        value_delimiter = ','
+    )]
+    secret_template_denied_keys: Option<Vec<String>>,
     /// Watch only these namespaces, comma-separated (default: all namespaces).
     #[arg(
         long = "namespace",
@@ -78,18 +97,41 @@ struct RunArgs {
     /// Address of the cluster-internal HTTP server: /healthz, /readyz and /metrics.
     #[arg(long, env = "TPP_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     metrics_addr: SocketAddr,
-    /// Requests per second the public server accepts over all clients (then 429).
-    #[arg(long, env = "TPP_PUBLIC_RATE_LIMIT", default_value_t = 50.0)]
-    public_rate_limit: f64,
+    /// Requests per second one client may send to /callback (then 429); bursts of twice that.
+    #[arg(long, env = "TPP_PUBLIC_CALLBACK_RATE", default_value_t = 5.0)]
+    public_callback_rate: f64,
+    /// Requests per second one client may send to /jwks (then 429); bursts of twice that.
+    #[arg(long, env = "TPP_PUBLIC_JWKS_RATE", default_value_t = 10.0)]
+    public_jwks_rate: f64,
+    /// The platform's proxies in front of the public listener (Ingress controller, load
+    /// balancer), as addresses or CIDR ranges, comma-separated: behind them a client is known
+    /// by the first X-Forwarded-For hop they did not write. Default: none (the direct peer).
+    #[arg(
+        long = "public-trusted-proxy",
+        env = "TPP_PUBLIC_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    public_trusted_proxies: Vec<String>,
     /// Requests the public server handles at once (more get 503 at once).
     #[arg(long, env = "TPP_PUBLIC_CONCURRENCY", default_value_t = 32)]
     public_concurrency: usize,
+    /// Connections the public server keeps open at once (more are closed at accept).
+    #[arg(long, env = "TPP_PUBLIC_MAX_CONNECTIONS", default_value_t = 1024)]
+    public_max_connections: usize,
     /// Timeout of one provider call, in seconds.
     #[arg(long, env = "TPP_PROVIDER_TIMEOUT_SECONDS", default_value_t = 30)]
     provider_timeout_seconds: u64,
     /// Requests per second allowed to each provider host.
     #[arg(long, env = "TPP_PROVIDER_RATE_LIMIT", default_value_t = 10.0)]
     provider_rate_limit: f64,
+    /// Longest Retry-After honoured, in seconds: a provider asking for longer is waited for
+    /// this long, so a hostile or broken answer cannot pause its objects for good.
+    #[arg(
+        long,
+        env = "TPP_PROVIDER_MAX_RETRY_AFTER_SECONDS",
+        default_value_t = 3600
+    )]
+    provider_max_retry_after_seconds: u64,
     /// Requests allowed in a burst above the rate.
     #[arg(long, env = "TPP_PROVIDER_BURST", default_value_t = 10)]
     provider_burst: u32,
@@ -218,11 +260,32 @@ fn settings(args: &RunArgs) -> Result<Settings, String> {
         consent_poll_interval: Duration::from_secs(args.consent_poll_seconds.max(1)),
         // A quarter of the provider budget: registrations, tokens and consents come first.
         consent_poll_rate: (args.provider_rate_limit / 4.0).max(0.1),
+        template_policy: template_policy(args),
     })
+}
+
+/// The rule for `spec.secretTemplate` keys: the flags' lists (empty entries ignored), the
+/// default denied keys when none are given.
+fn template_policy(args: &RunArgs) -> TemplatePolicy {
+    let list = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect()
+    };
+    let mut policy = TemplatePolicy {
+        allowed: list(&args.secret_template_allowed_keys),
+        ..TemplatePolicy::default()
+    };
+    if let Some(denied) = &args.secret_template_denied_keys {
+        policy.denied = list(denied);
+    }
+    policy
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
     let settings = settings(&args)?;
+    let limits = args_limits(&args)?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
@@ -235,6 +298,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
             timeout: Duration::from_secs(args.provider_timeout_seconds.max(1)),
             rate_limit: args.provider_rate_limit,
             burst: args.provider_burst,
+            max_retry_after: Duration::from_secs(args.provider_max_retry_after_seconds.max(1)),
+            ..ProviderConfig::default()
         },
         metrics.clone(),
     )
@@ -257,7 +322,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let servers = tokio::spawn(serve_http(
-        args_limits(&args),
+        limits,
         args.public_addr,
         args.metrics_addr,
         ctx.clone(),
@@ -281,13 +346,27 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .and(served)
 }
 
-fn args_limits(args: &RunArgs) -> PublicLimits {
-    PublicLimits {
-        rate: args.public_rate_limit.max(0.1),
-        burst: (args.public_rate_limit * 2.0).clamp(1.0, 10_000.0) as u32,
+fn args_limits(args: &RunArgs) -> Result<PublicLimits, String> {
+    let trusted_proxies = args
+        .public_trusted_proxies
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.parse()
+                .map_err(|e| format!("--public-trusted-proxy: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PublicLimits {
+        callback_rate: args.public_callback_rate.max(0.1),
+        jwks_rate: args.public_jwks_rate.max(0.1),
+        trusted_proxies,
         concurrency: args.public_concurrency.max(1),
+        connections: ConnectionLimits {
+            max_connections: args.public_max_connections.max(1),
+            ..ConnectionLimits::default()
+        },
         ..PublicLimits::default()
-    }
+    })
 }
 
 /// Serves the public and the operations listeners until the stop signal.
@@ -309,9 +388,15 @@ async fn serve_http(
         http::serve_on(
             public,
             http::public_router(state.clone(), &limits),
+            &limits,
             stop.clone().cancelled_owned()
         ),
-        http::serve_on(ops, http::ops_router(state), stop.cancelled_owned()),
+        http::serve_on(
+            ops,
+            http::ops_router(state),
+            &limits,
+            stop.cancelled_owned()
+        ),
     );
     a.and(b).map_err(|e| format!("HTTP server: {e}"))
 }

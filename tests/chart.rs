@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use serde_yaml::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
+use yaml_serde::Value;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const IMAGE: &str = "registry.example.com/tpp-operator";
@@ -66,7 +66,7 @@ fn refused(args: &[&str]) -> String {
 }
 
 fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    yaml_serde::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
         .filter(|v: &Value| !v.is_null())
         .collect()
@@ -930,7 +930,7 @@ fn invalid_values_are_refused() {
 
 #[test]
 fn readme_documents_every_value() {
-    let values: Value = serde_yaml::from_str(
+    let values: Value = yaml_serde::from_str(
         &std::fs::read_to_string(Path::new(REPO).join("charts/tpp-operator/values.yaml"))
             .expect("values"),
     )

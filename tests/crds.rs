@@ -24,7 +24,7 @@ fn crds_directory_and_chart_match_generated_crds() {
 #[test]
 fn crds_carry_the_contract() {
     let yaml = tpp_operator::api::crds_yaml().expect("CRDs render");
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+    let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
         .collect();
     assert_eq!(docs.len(), 2);
@@ -74,7 +74,7 @@ fn crds_carry_the_contract() {
 #[test]
 fn schemas_use_only_formats_the_api_server_knows_and_conditions_merge_by_type() {
     let yaml = tpp_operator::api::crds_yaml().expect("CRDs render");
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
+    let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
         .collect();
     // What kube-apiserver validates without "unrecognized format" warnings.
@@ -88,9 +88,9 @@ fn schemas_use_only_formats_the_api_server_knows_and_conditions_merge_by_type() 
         "date-time",
         "password",
     ];
-    fn formats<'a>(v: &'a serde_yaml::Value, out: &mut Vec<&'a str>) {
+    fn formats<'a>(v: &'a yaml_serde::Value, out: &mut Vec<&'a str>) {
         match v {
-            serde_yaml::Value::Mapping(m) => {
+            yaml_serde::Value::Mapping(m) => {
                 for (k, v) in m {
                     match (k.as_str(), v.as_str()) {
                         (Some("format"), Some(f)) => out.push(f),
@@ -98,7 +98,7 @@ fn schemas_use_only_formats_the_api_server_knows_and_conditions_merge_by_type() 
                     }
                 }
             }
-            serde_yaml::Value::Sequence(s) => s.iter().for_each(|v| formats(v, out)),
+            yaml_serde::Value::Sequence(s) => s.iter().for_each(|v| formats(v, out)),
             _ => {}
         }
     }

@@ -3,10 +3,11 @@
 
 mod common;
 
+use common::process::OperatorProcess;
 use common::*;
 use fake_provider::{Config as FakeConfig, FakeProvider};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -101,113 +102,6 @@ fn operator_kubeconfig(
     );
     assert_eq!(whoami, format!("system:serviceaccount:{ns}:{sa}"));
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct OperatorProcess {
-    child: Child,
-    log: PathBuf,
-    /// The public listener: /jwks, /callback.
-    public: String,
-    /// The operations listener: /healthz, /readyz, /metrics.
-    ops: String,
-}
-
-impl Drop for OperatorProcess {
-    // A failed assertion must not leave the operator running after the test.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl OperatorProcess {
-    fn start(
-        dir: &Path,
-        kubeconfig: &Path,
-        namespace: &str,
-        lease_namespace: &str,
-        lease_name: &str,
-        provider: &str,
-    ) -> OperatorProcess {
-        let log = dir.join("operator.log");
-        let (public_port, ops_port) = (free_port(), free_port());
-        // CI points this at the release build, the binary the container image ships.
-        let binary = std::env::var_os("TPP_OPERATOR_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tpp-operator")));
-        let child = Command::new(binary)
-            .args([
-                "run",
-                "--default-provider-url",
-                provider,
-                "--namespace",
-                namespace,
-            ])
-            .args([
-                "--public-addr",
-                &format!("127.0.0.1:{public_port}"),
-                "--metrics-addr",
-                &format!("127.0.0.1:{ops_port}"),
-                "--provider-timeout-seconds",
-                "3",
-            ])
-            .args([
-                "--lease-namespace",
-                lease_namespace,
-                "--lease-name",
-                lease_name,
-                "--lease-duration-seconds",
-                "5",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,tpp_operator=debug")
-            .env("TPP_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start tpp-operator");
-        OperatorProcess {
-            child,
-            log,
-            public: format!("http://127.0.0.1:{public_port}"),
-            ops: format!("http://127.0.0.1:{ops_port}"),
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status (graceful shutdown must finish within 15 s).
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "tpp-operator did not stop within 15 s of SIGTERM; logs:\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
 }
 
 async fn wait_kubectl(kubeconfig: &Path, args: &[&str], expected: &str, secs: u64) -> bool {

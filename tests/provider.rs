@@ -16,6 +16,7 @@ fn client(timeout_ms: u64, rate: f64, burst: u32) -> ProviderClient {
         timeout: Duration::from_millis(timeout_ms),
         rate_limit: rate,
         burst,
+        ..ProviderConfig::default()
     };
     ProviderClient::new(&config, Arc::new(Metrics::new())).expect("client")
 }
@@ -131,20 +132,6 @@ async fn errors_are_classified() {
     let c = client(500, 100.0, 100);
     let (base, creds, _) = registered(&fake, &c).await;
 
-    fake.inject(
-        Endpoint::ClientToken,
-        Fault::RateLimited {
-            retry_after: Some(9),
-        },
-        Some(1),
-    );
-    let e = c
-        .client_token(&base, &creds, "account")
-        .await
-        .expect_err("429");
-    assert!(e.is_transient());
-    assert_eq!(e.retry_after(), Some(Duration::from_secs(9)));
-
     fake.inject(Endpoint::ClientToken, Fault::Html, Some(1));
     let e = c
         .client_token(&base, &creds, "account")
@@ -195,6 +182,34 @@ async fn errors_are_classified() {
         matches!(e, ProviderError::Connect { .. }) && !e.outcome_unknown(),
         "{e:?}"
     );
+    // A 429 pauses the host: the next call is held back at once, not sent and not waited for.
+    fake.inject(
+        Endpoint::ClientToken,
+        Fault::RateLimited {
+            retry_after: Some(9),
+        },
+        Some(1),
+    );
+    let e = c
+        .client_token(&base, &creds, "account")
+        .await
+        .expect_err("429");
+    assert!(e.is_transient());
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(9)));
+    let calls = fake.calls().client_token;
+    let started = std::time::Instant::now();
+    let held = c
+        .client_token(&base, &creds, "account")
+        .await
+        .expect_err("held back");
+    assert!(held.is_throttled(), "{held:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
+    let wait = held.retry_after().expect("when");
+    assert!(
+        wait > Duration::from_secs(7) && wait <= Duration::from_secs(9),
+        "{wait:?}"
+    );
+    assert_eq!(fake.calls().client_token, calls, "not sent");
 }
 
 #[tokio::test]

@@ -700,14 +700,14 @@ async fn supplied_signing_key_is_used_and_a_bad_one_reported_without_stopping_to
     let e = env("ownkey", 300).await;
     let key = tpp_operator::signing::SigningKey::generate().expect("key");
     let pem = key.to_pkcs8_pem().expect("pem");
-    create_secret(
+    create_signing_key_secret(
         &e.client,
         &e.ns,
         "tpp-key",
         &[("private_key", &pem), ("kid", "registered-kid")],
     )
     .await;
-    create_secret(
+    create_signing_key_secret(
         &e.client,
         &e.ns,
         "bad-key",
@@ -864,7 +864,7 @@ async fn a_malformed_pem_is_a_condition_and_others_keep_refreshing() {
     e.create("steady", json!({})).await;
     e.wait_ready("steady", "True", "TokenRefreshed", 30).await;
     // The input that sliced the old hand-written parser out of bounds.
-    create_secret(
+    create_signing_key_secret(
         &e.client,
         &e.ns,
         "hostile-key",
@@ -1077,6 +1077,136 @@ async fn retry_after_pauses_the_whole_host() {
             "a token call came {waited:.2} s after a 429 asking for 5 s"
         );
     }
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn an_endless_retry_after_is_capped_and_other_providers_carry_on() {
+    let e = env("retry-forever", 300).await;
+    let other = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("second provider");
+    let op =
+        Operator::start_allowing(&e.client, &e.ns, &e.fake.base_url(), &[&other.base_url()]).await;
+    // The first provider asks to be left alone for 10^12 seconds (31 700 years).
+    e.fake.inject(
+        Endpoint::ClientToken,
+        Fault::RateLimited {
+            retry_after: Some(1_000_000_000_000),
+        },
+        None,
+    );
+    e.create("paused-1", json!({})).await;
+    let st = e
+        .wait_ready("paused-1", "False", "ProviderUnavailable", 30)
+        .await;
+    // Objects of the paused provider that come later are held back at once.
+    for name in ["paused-2", "paused-3"] {
+        e.create(name, json!({})).await;
+    }
+    let next = st.next_refresh_at.expect("next attempt").0;
+    let wait = next.duration_since(jiff::Timestamp::now()).as_secs_f64();
+    assert!(
+        wait <= 3_601.0,
+        "the next attempt is {wait:.0} s away: Retry-After must be capped at an hour"
+    );
+    // The objects of another provider are reconciled as usual meanwhile.
+    let api = e.api.clone();
+    create_secret(
+        &e.client,
+        &e.ns,
+        "elsewhere-signature",
+        &[("signature-certificate", SIGNATURE)],
+    )
+    .await;
+    api.create(
+        &PostParams::default(),
+        &registration("elsewhere", &other.base_url(), json!({})),
+    )
+    .await
+    .expect("create");
+    e.wait_ready("elsewhere", "True", "TokenRefreshed", 30)
+        .await;
+    // The paused provider was asked once: the later objects' calls (their registrations
+    // first) were held back, not sent, and held back is not a failure.
+    assert_eq!(e.fake.calls().client_token, 1);
+    assert_eq!(e.fake.calls().registration, 1);
+    let paused = e.status("paused-2").await;
+    assert_eq!(paused.registration, None);
+    assert_eq!(
+        paused.registration_attempt_started_at, None,
+        "no attempt recorded"
+    );
+    assert_eq!(paused.consecutive_failures, 0);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_replicator_annotation_in_the_template_writes_nothing() {
+    let e = env("template-policy", 300).await;
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    let template = json!({"secretTemplate": {
+        "labels": {"team": "payments"},
+        "annotations": {"reflector.v1.k8s.emberstack.com/reflection-allowed": "true",
+                        "reflector.v1.k8s.emberstack.com/reflection-auto-namespaces": "tenant-b"},
+    }});
+    e.create("copycat", template).await;
+    let st = e
+        .wait_ready("copycat", "False", "SecretTemplateNotAllowed", 30)
+        .await;
+    assert!(
+        ready_message(&st).contains("reflector.v1.k8s.emberstack.com/reflection-"),
+        "{}",
+        ready_message(&st)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for secret in [
+        "copycat-credentials",
+        "copycat-token",
+        "copycat-signing-key",
+    ] {
+        assert!(
+            secret_data(&e.client, &e.ns, secret).await.is_none(),
+            "{secret} was written"
+        );
+    }
+    assert_eq!(e.fake.calls().registration, 0, "nothing sent either");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_made_for_something_else_is_not_a_signing_key() {
+    let e = env("borrowed-key", 300).await;
+    let key = tpp_operator::signing::SigningKey::generate().expect("key");
+    let pem = key.to_pkcs8_pem().expect("pem");
+    // What cert-manager keeps for the namespace's Ingress: a kubernetes.io/tls Secret.
+    let tls: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "ingress-tls"},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": "not checked here", "tls.key": pem},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(e.client.clone(), &e.ns)
+        .create(&PostParams::default(), &tls)
+        .await
+        .expect("create tls Secret");
+    let op = Operator::start(&e.client, &e.ns, &e.fake.base_url()).await;
+    e.create(
+        "borrower",
+        json!({"signingKeySecretRef": {"name": "ingress-tls", "privateKeyKey": "tls.key"}}),
+    )
+    .await;
+    let st = e
+        .wait_ready("borrower", "False", "SecretNotAllowed", 30)
+        .await;
+    let message = ready_message(&st);
+    assert!(
+        message.contains("tpp-operator.dev/signing-key=true"),
+        "{message}"
+    );
+    assert!(st.signing_keys.is_empty(), "the borrowed key was published");
+    // Client tokens are still refreshed: only signing is refused.
+    assert!(st.token_expires_at.is_some());
     op.stop().await;
 }
 

@@ -375,7 +375,7 @@ pub async fn prepare_secrets(setup: &Setup, shared_signing_key: bool) -> Res<()>
         let key = tpp_operator::signing::SigningKey::generate().map_err(err("signing key"))?;
         let pem = key.to_pkcs8_pem().map_err(err("signing key"))?;
         wanted.push(json!({
-            "metadata": {"name": SHARED_KEY_SECRET},
+            "metadata": {"name": SHARED_KEY_SECRET, "labels": {tpp_operator::api::LABEL_SIGNING_KEY: "true"}},
             "stringData": {"private_key": pem, "kid": key.kid()}
         }));
     }

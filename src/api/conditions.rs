@@ -74,6 +74,9 @@ pub mod reason {
     pub const PROVIDER_NOT_ALLOWED: &str = "ProviderNotAllowed";
     /// A Secret named in the spec belongs to another object of this operator.
     pub const SECRET_NOT_ALLOWED: &str = "SecretNotAllowed";
+    /// `spec.secretTemplate` sets a label or annotation key the platform team does not allow on
+    /// the operator's Secrets (a replicator's, say): no Secret is written until it is removed.
+    pub const SECRET_TEMPLATE_NOT_ALLOWED: &str = "SecretTemplateNotAllowed";
     /// The authorisation that came back was issued for another consent, or its id token
     /// does not match this authorisation.
     pub const AUTHORISATION_MISMATCH: &str = "AuthorisationMismatch";
@@ -116,6 +119,7 @@ pub mod reason {
         PROVIDER_NOT_ALLOWED,
         PROVIDER_REDIRECTED,
         SECRET_NOT_ALLOWED,
+        SECRET_TEMPLATE_NOT_ALLOWED,
         AUTHORISATION_MISMATCH,
     ];
 }

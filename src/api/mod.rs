@@ -30,6 +30,10 @@ pub const LABEL_CONSENT: &str = "tpp-operator.dev/consent";
 /// Annotation with the full name of the object that owns a Secret (its owner label holds a
 /// bounded form of long names, see `names::owner_label_value`).
 pub const ANNOTATION_OWNER: &str = "tpp-operator.dev/owner";
+/// Label that marks a Secret of yours as a signing key the operator may sign with (value
+/// `"true"`): `spec.signingKeySecretRef` may name no other Secret, so that no key made for
+/// something else (an Ingress's `tls.key`, say) signs what a tenant shapes.
+pub const LABEL_SIGNING_KEY: &str = "tpp-operator.dev/signing-key";
 /// Finalizer that lets the operator clean up before an object goes away.
 pub const FINALIZER: &str = "tpp-operator.dev/cleanup";
 /// Annotation: set it to a new value (a timestamp, say) to refresh the client token now.
@@ -103,11 +107,11 @@ fn default_signature_key() -> String {
 }
 
 /// The CRDs of this operator as a multi-document YAML stream, exactly as `crds/` holds them.
-pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+pub fn crds_yaml() -> Result<String, yaml_serde::Error> {
     let mut out = String::new();
     for crd in [TppRegistration::crd(), AccountConsent::crd()] {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd)?);
+        out.push_str(&yaml_serde::to_string(&crd)?);
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@ use super::consent::polling::PollBook;
 use super::readiness::Readiness;
 use super::registration::keygen::KeyGenerator;
 use crate::provider::ProviderClient;
-use crate::secrets::{SecretCache, Secrets};
+use crate::secrets::{SecretCache, Secrets, TemplatePolicy};
 use crate::signing::KeyCache;
 use crate::telemetry::Metrics;
 use jiff::Timestamp;
@@ -117,6 +117,8 @@ pub struct Settings {
     /// Status polls per second all consents together may use (a share of the provider rate
     /// limit); with many consents the poll interval grows to stay within it.
     pub consent_poll_rate: f64,
+    /// Which label and annotation keys `spec.secretTemplate` may set.
+    pub template_policy: TemplatePolicy,
 }
 
 impl Settings {
@@ -229,6 +231,7 @@ mod tests {
             public_url: None,
             consent_poll_interval: Duration::from_secs(10),
             consent_poll_rate: 1.0,
+            template_policy: Default::default(),
         };
         let allows = |u: &str| settings.allows_provider(&u.parse().unwrap());
         assert!(allows("https://bank.example/"));

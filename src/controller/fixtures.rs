@@ -160,6 +160,7 @@ pub fn context(now: Timestamp, allowed: &[&str]) -> (Arc<Context>, Arc<ManualClo
             timeout: Duration::from_secs(2),
             rate_limit: 100.0,
             burst: 100,
+            ..ProviderConfig::default()
         },
         metrics.clone(),
     )
@@ -171,6 +172,7 @@ pub fn context(now: Timestamp, allowed: &[&str]) -> (Arc<Context>, Arc<ManualClo
         public_url: None,
         consent_poll_interval: Duration::from_secs(10),
         consent_poll_rate: 10.0,
+        template_policy: Default::default(),
     };
     let clock = Arc::new(ManualClock::new(now));
     let ctx = Context::new(client, provider, metrics, settings).with_clock(clock.clone());

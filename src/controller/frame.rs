@@ -148,6 +148,11 @@ async fn apply<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result
         return Ok(Action::await_change());
     };
     let mut run = Run::new(&obj, ctx, api.clone())?;
+    if let Some(refused) = template_refused(&obj, ctx) {
+        // Nothing is written while the template asks for a key the platform does not allow:
+        // every Secret the operator writes carries the template.
+        return run.finish(refused).await;
+    }
     let observed = K::observed_generation(&run.written);
     if observed.is_some() && obj.meta().generation != observed {
         // The spec changed; its secretTemplate may have: the Secrets follow at once.
@@ -160,6 +165,20 @@ async fn apply<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result
         Err(Halt::Fail(e)) => return Err(e),
     };
     run.finish(outcome).await
+}
+
+/// The outcome of an object whose `spec.secretTemplate` sets a key the platform team does
+/// not allow, if it does.
+fn template_refused<K: Reconciled>(obj: &K, ctx: &Context) -> Option<Outcome> {
+    let policy = &ctx.settings.template_policy;
+    let (what, key) = policy.refused(obj.secret_template()?)?;
+    Some(Outcome::failed(
+        reason::SECRET_TEMPLATE_NOT_ALLOWED,
+        format!(
+            "spec.secretTemplate sets the {what} {key:?}, which this operator does not put on the Secrets it writes (the platform team decides which keys are allowed: replicators' keys such as Reflector's or kubed's would copy these Secrets into other namespaces). Remove it; no Secret is written until then."
+        ),
+        None,
+    ))
 }
 
 async fn cleanup<K: Reconciled>(api: &Api<K>, cached: &K, ctx: &Context) -> Result<Action> {
@@ -272,6 +291,14 @@ impl<'a, K: Reconciled> Run<'a, K> {
     /// The stored Ready condition as an outcome without an event (nothing changed).
     pub fn unchanged(&self, next: Option<Timestamp>) -> Outcome {
         unchanged(K::conditions(&self.written), next)
+    }
+
+    /// A provider call this operator held back for `wait` (a 429 pause, a full queue: see
+    /// `ProviderError::Throttled`): nothing failed and nothing is reported; the object is looked
+    /// at again once the call may go.
+    pub fn deferred(&self, wait: Duration) -> Outcome {
+        let next = ceil_second(add(self.ctx.clock.now(), wait));
+        self.unchanged(Some(next))
     }
 
     /// Records a failure: the count, the backoff, the message; returns the Ready=False outcome.

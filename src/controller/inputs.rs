@@ -6,7 +6,7 @@
 
 use super::Context;
 use crate::api::contract::{ClientCredentials, Sensitive};
-use crate::api::{contract, SigningKeySource, TppRegistration};
+use crate::api::{contract, SigningKeySource, TppRegistration, LABEL_SIGNING_KEY};
 use crate::provider::parse_base_url;
 use crate::secrets::{signing_key, text_value, SecretError, Secrets};
 use crate::signing::SigningKey;
@@ -127,9 +127,29 @@ impl<'a> RegistrationInputs<'a> {
         self.secrets.get(&self.signing_key_source().secret).await
     }
 
-    /// The signing key in `secret` (its Secret), parsed once per version of the Secret; the
-    /// error is a message for the user, never key material.
+    /// Whether the operator may sign with the key in `secret`: a generated key, or a Secret of
+    /// the TPP's marked for the purpose; the error is a message for the user.
+    pub fn may_sign_with(&self, secret: &Secret) -> Result<(), String> {
+        let source = self.signing_key_source();
+        let marked = secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_SIGNING_KEY))
+            .is_some_and(|v| v == "true");
+        if source.generated || marked {
+            return Ok(());
+        }
+        Err(format!(
+            "Secret {} is not marked as a signing key: spec.signingKeySecretRef may name only a Secret labelled {LABEL_SIGNING_KEY}=true, so that a key made for something else (an Ingress's tls.key, say) never signs request objects. If this Secret holds the key you registered with the provider, label it: kubectl label secret {} {LABEL_SIGNING_KEY}=true",
+            source.secret, source.secret
+        ))
+    }
+
+    /// The signing key in `secret` (its Secret), parsed once per version of the Secret, if
+    /// the operator may sign with it; the error is a message for the user, never key material.
     pub fn signing_key_in(&self, secret: &Secret) -> Result<Arc<SigningKey>, String> {
+        self.may_sign_with(secret)?;
         let source = self.signing_key_source();
         let kid = source.kid.and_then(|k| text_value(secret, k).ok());
         signing_key(&self.ctx.keys, secret, source.private_key, kid)

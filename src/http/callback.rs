@@ -129,7 +129,8 @@ pub(super) async fn callback(
         Ok(consent) => consent,
         Err(refused) => return refused.into_response(),
     };
-    let Some(secret) = handoff_secret(&consent, &handoff) else {
+    let policy = &state.ctx.settings.template_policy;
+    let Some(secret) = handoff_secret(&consent, &handoff, policy) else {
         return refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The consent is incomplete.",

@@ -38,8 +38,10 @@ fn unavailable(e: kube::Error) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "cannot read the keys now").into_response()
 }
 
-/// Every published key of every registration (kids are unique: they are thumbprints or chosen
-/// by the TPP).
+/// Every published key of every registration, exact duplicates once. Tenants may choose their
+/// kid, so two namespaces can publish different keys under one kid: both stay (a verifier tries
+/// each), so that no tenant can hide another's key from this list. The per-registration URL,
+/// the one registered with the provider, is authoritative.
 pub(super) async fn all_keys(State(state): State<HttpState>) -> Response {
     let mut cached = state.jwks.0.lock().await;
     if let Some((at, keys)) = cached.as_ref() {
@@ -64,9 +66,7 @@ pub(super) async fn all_keys(State(state): State<HttpState>) -> Response {
             Err(e) => return unavailable(e),
         }
     }
-    keys.sort_by(|a, b| a.common.key_id.cmp(&b.common.key_id));
-    keys.dedup_by(|a, b| a.common.key_id == b.common.key_id);
-    let keys = Arc::new(Jwks { keys });
+    let keys = Arc::new(Jwks { keys: merged(keys) });
     *cached = Some((Instant::now(), keys.clone()));
     Json(keys.as_ref().clone()).into_response()
 }
@@ -97,5 +97,36 @@ pub(super) async fn registration_keys(
             None => not_found(),
         },
         Err(e) => unavailable(e),
+    }
+}
+
+/// Keys sorted by kid with exact duplicates (same kid and same key) removed.
+fn merged(mut keys: Vec<Jwk>) -> Vec<Jwk> {
+    keys.sort_by(|a, b| {
+        let id = |k: &Jwk| serde_json::to_string(k).unwrap_or_default();
+        a.common
+            .key_id
+            .cmp(&b.common.key_id)
+            .then_with(|| id(a).cmp(&id(b)))
+    });
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_cannot_hide_another_tenants_key_behind_its_kid() {
+        let mine = rsa_jwk("shared-kid", "bW9kdWx1cy1h", "AQAB");
+        let theirs = rsa_jwk("shared-kid", "bW9kdWx1cy1i", "AQAB");
+        let keys = merged(vec![theirs.clone(), mine.clone(), theirs.clone()]);
+        assert_eq!(
+            keys.len(),
+            2,
+            "both keys under the kid stay, the exact copy goes"
+        );
+        assert!(keys.contains(&mine) && keys.contains(&theirs));
     }
 }

@@ -6,41 +6,56 @@
 
 mod callback;
 mod jwks;
+mod limits;
 mod ops;
+mod serve;
+
+pub use limits::{client_address, Cidr, PerClientLimit};
+pub use serve::ConnectionLimits;
 
 use crate::controller::Context;
-use crate::provider::TokenBucket;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Limits of the public listener.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PublicLimits {
-    /// Requests per second over all clients (behind an Ingress every client has the same
-    /// address, so a per-client limit would mean nothing).
-    pub rate: f64,
-    /// Burst above the rate.
-    pub burst: u32,
+    /// Requests per second one client may send to `/callback` (customers come back once or
+    /// twice each).
+    pub callback_rate: f64,
+    /// Requests per second one client may send to `/jwks` (the provider fetches keys).
+    pub jwks_rate: f64,
+    /// Clients whose budgets are tracked at once; beyond, new clients share one budget.
+    pub max_clients: usize,
+    /// The platform's proxies (Ingress controllers, load balancers): behind them a client is
+    /// known by the first `X-Forwarded-For` hop they did not write.
+    pub trusted_proxies: Vec<Cidr>,
     /// Requests handled at once; more are refused with 503 at once, not queued.
     pub concurrency: usize,
     /// Longest time one request may take.
     pub timeout: Duration,
+    /// What one connection may do.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for PublicLimits {
     fn default() -> Self {
         PublicLimits {
-            rate: 50.0,
-            burst: 100,
+            callback_rate: 5.0,
+            jwks_rate: 10.0,
+            max_clients: 10_000,
+            trusted_proxies: Vec::new(),
             concurrency: 32,
             timeout: Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -49,26 +64,37 @@ impl Default for PublicLimits {
 /// token and a state: a few KiB at most).
 const MAX_URI_BYTES: usize = 8 * 1024;
 
+/// The per-client budgets of the public paths.
+struct Budgets {
+    callback: PerClientLimit,
+    jwks: PerClientLimit,
+    trusted: Vec<Cidr>,
+}
+
 /// What the handlers read.
 #[derive(Clone)]
 pub struct HttpState {
     /// The shared context (client, readiness, metrics, watched namespaces).
     pub ctx: Arc<Context>,
     jwks: Arc<jwks::Cache>,
-    bucket: Arc<Mutex<TokenBucket>>,
+    budgets: Arc<Budgets>,
 }
 
 impl HttpState {
     /// State for both listeners.
     pub fn new(ctx: Arc<Context>, limits: &PublicLimits) -> Self {
+        let budget = |rate: f64| {
+            let burst = (rate * 2.0).clamp(1.0, 10_000.0) as u32;
+            PerClientLimit::new(rate.max(0.01), burst, limits.max_clients)
+        };
         HttpState {
             ctx,
             jwks: Arc::default(),
-            bucket: Arc::new(Mutex::new(TokenBucket::new(
-                limits.rate,
-                limits.burst,
-                Instant::now(),
-            ))),
+            budgets: Arc::new(Budgets {
+                callback: budget(limits.callback_rate),
+                jwks: budget(limits.jwks_rate),
+                trusted: limits.trusted_proxies.clone(),
+            }),
         }
     }
 
@@ -116,18 +142,25 @@ async fn overloaded(_: tower::BoxError) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "busy; try again shortly").into_response()
 }
 
-/// The rate limit and the request-line bound, before anything else runs. Written here rather
-/// than taken from a crate: behind an Ingress a per-address limiter (what the crates offer)
-/// would see one address, and the operator's own token bucket already does the job.
+/// The request-line bound and the client's budget for the path, before anything else runs.
 async fn admit(State(state): State<HttpState>, request: Request, next: Next) -> Response {
     if request.uri().to_string().len() > MAX_URI_BYTES {
         return (StatusCode::URI_TOO_LONG, "request too long").into_response();
     }
-    let wait = state
-        .bucket
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .try_take(Instant::now());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let budgets = &state.budgets;
+    let client = client_address(peer, request.headers(), &budgets.trusted);
+    // Every path but the JWKS (unknown ones too) spends the callback budget.
+    let budget = if request.uri().path().starts_with("/jwks") {
+        &budgets.jwks
+    } else {
+        &budgets.callback
+    };
+    let wait = budget.try_take(client, Instant::now());
     if !wait.is_zero() {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -139,14 +172,20 @@ async fn admit(State(state): State<HttpState>, request: Request, next: Next) -> 
     next.run(request).await
 }
 
-/// Serves `router` on an already bound listener until `shutdown` resolves.
+/// Serves `router` on an already bound listener until `shutdown` resolves, with the
+/// connection limits of `limits` (see `serve.rs`).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: &PublicLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "HTTP server listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve::serve_on(
+        listener,
+        router,
+        limits.connections.clone(),
+        limits.trusted_proxies.clone().into(),
+        shutdown,
+    )
+    .await
 }

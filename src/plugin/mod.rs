@@ -66,14 +66,30 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(output) => {
-            print!("{output}");
+            print!("{}", printable(&output));
             ExitCode::SUCCESS
         }
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", printable(&message));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `text` safe for an admin's terminal: condition messages, client and consent ids and URLs
+/// come from tenants and the provider, so every control character (escape sequences, carriage
+/// returns, bells) and every bidirectional override is shown escaped; only line breaks stay.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if c != '\n' && (c.is_control() || bidi) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The two kinds the plugin works on.
@@ -236,5 +252,19 @@ mod tests {
             None
         );
         assert_eq!(invocation(&[]), None);
+    }
+
+    #[test]
+    fn terminal_escapes_from_tenants_never_reach_the_terminal() {
+        let hostile =
+            "ok\u{1b}]52;c;cGF5bG9hZA==\u{7}\u{1b}[2J\rfake\u{9b}31m\u{202e}txt.exe\nnext";
+        let shown = printable(hostile);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        assert!(!shown.contains('\u{202e}'), "{shown:?}");
+        assert!(shown.contains("\\u{1b}]52;c;"), "{shown:?}");
+        assert_eq!(shown.lines().count(), 2, "line breaks stay: {shown:?}");
     }
 }

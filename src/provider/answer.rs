@@ -104,11 +104,13 @@ pub(super) fn error_detail(body: &[u8], secrets: &[&str]) -> Option<String> {
             .and_then(|v| v.as_str())
             .filter(|s| !s.trim().is_empty())
     })?;
-    let mut text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    // Redacted whole, then shortened: a secret straddling the cut would otherwise leave its
+    // start behind. Control characters go first, so none can hide a secret from the redaction.
+    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
     for secret in secrets.iter().filter(|s| s.len() >= 3) {
         text = text.replace(secret, "[redacted]");
     }
-    Some(text)
+    Some(text.chars().take(200).collect())
 }
 
 pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -147,6 +149,25 @@ mod tests {
             error_detail(b"<html>password=Adaobi@</html>", &["Adaobi@"]),
             None
         );
+    }
+
+    #[test]
+    fn a_secret_straddling_the_cut_leaves_nothing_behind() {
+        // The secret starts at character 195 of the message: cut first, its first five
+        // characters would have stayed in status.
+        let secret = "s3cr3t-password-value";
+        let message = format!("{}{secret} rejected", "x".repeat(195));
+        let body = serde_json::json!({ "message": message }).to_string();
+        let detail = error_detail(body.as_bytes(), &[secret]).expect("detail");
+        assert!(!detail.contains("s3cr3"), "{detail}");
+        assert!(
+            detail.chars().count() == 200 && detail.ends_with("[reda"),
+            "{detail}"
+        );
+        // A control character inside the echoed secret does not hide it from the redaction.
+        let body = serde_json::json!({ "message": "bad s3cr3t-\u{1}password-value" }).to_string();
+        let detail = error_detail(body.as_bytes(), &[secret]).expect("detail");
+        assert!(!detail.contains("password-value"), "{detail}");
     }
 
     #[test]

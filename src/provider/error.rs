@@ -114,6 +114,16 @@ pub enum ProviderError {
     /// The configured provider URL cannot be used.
     #[error("invalid provider URL: {0}")]
     InvalidUrl(String),
+    /// Not sent: the provider host is paused after a 429, or too many calls wait for it.
+    #[error("{endpoint} call not sent: {}; try again in {}s", if *paused { "the provider asked to wait (429 Retry-After)" } else { "too many calls are waiting for this provider" }, retry_after.as_secs().max(1))]
+    Throttled {
+        /// Endpoint that would have been called.
+        endpoint: Endpoint,
+        /// How long until it may be called.
+        retry_after: Duration,
+        /// True when the host is paused after a 429; false when its queue is full.
+        paused: bool,
+    },
 }
 
 impl ProviderError {
@@ -126,7 +136,8 @@ impl ProviderError {
             | ProviderError::Network { .. }
             | ProviderError::Malformed { .. }
             | ProviderError::TooLarge { .. }
-            | ProviderError::InvalidToken { .. } => true,
+            | ProviderError::InvalidToken { .. }
+            | ProviderError::Throttled { .. } => true,
             ProviderError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
@@ -138,6 +149,7 @@ impl ProviderError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ProviderError::Status { retry_after, .. } => *retry_after,
+            ProviderError::Throttled { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -148,6 +160,12 @@ impl ProviderError {
             ProviderError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// True when the call was not sent because this operator holds calls to the provider back
+    /// (a 429 pause, a full queue): nothing failed, it is simply due later.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, ProviderError::Throttled { .. })
     }
 
     /// True when the provider may have acted on the request although no usable answer came

@@ -27,6 +27,11 @@ pub struct ProviderConfig {
     pub rate_limit: f64,
     /// Burst allowed above the rate.
     pub burst: u32,
+    /// Longest Retry-After honoured: a provider asking for more is waited for this long.
+    pub max_retry_after: Duration,
+    /// Calls that may wait for one provider host at a time; more are refused at once
+    /// (`Throttled`) so that they do not hold reconcile slots other providers' objects need.
+    pub max_waiters: usize,
 }
 
 impl Default for ProviderConfig {
@@ -35,6 +40,8 @@ impl Default for ProviderConfig {
             timeout: Duration::from_secs(30),
             rate_limit: 10.0,
             burst: 10,
+            max_retry_after: Duration::from_secs(3600),
+            max_waiters: 16,
         }
     }
 }
@@ -44,6 +51,7 @@ pub struct ProviderClient {
     http: reqwest::Client,
     limiter: RateLimiter,
     timeout: Duration,
+    max_retry_after: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -60,10 +68,19 @@ impl ProviderClient {
             .map_err(|e| ProviderError::InvalidUrl(format!("cannot build HTTP client: {e}")))?;
         Ok(ProviderClient {
             http,
-            limiter: RateLimiter::new(config.rate_limit, config.burst),
+            limiter: RateLimiter::new(config.rate_limit, config.burst, config.max_waiters),
             timeout: config.timeout,
+            max_retry_after: config.max_retry_after,
             metrics,
         })
+    }
+
+    /// How long a call to the provider at `base` would be held back now, if it would be (see
+    /// `RateLimiter`); asked before a non-idempotent call records its attempt.
+    pub fn throttled(&self, base: &Url) -> Option<Duration> {
+        self.limiter
+            .throttled(&authority(base))
+            .map(|t| t.retry_after)
     }
 
     /// Registers the organisation (`POST /api/account/registration`). Not idempotent.
@@ -223,8 +240,17 @@ impl ProviderClient {
         builder: reqwest::RequestBuilder,
         secrets: &[&str],
     ) -> Result<Vec<u8>, ProviderError> {
-        let host = url.host_str().unwrap_or_default();
-        self.limiter.wait(host).await;
+        let host = &authority(url);
+        if let Err(t) = self.limiter.acquire(host).await {
+            self.metrics
+                .provider
+                .observe(endpoint.as_str(), "throttled", Duration::ZERO);
+            return Err(ProviderError::Throttled {
+                endpoint,
+                retry_after: t.retry_after,
+                paused: t.paused,
+            });
+        }
         let started = Instant::now();
         let result = self.exchange(endpoint, builder, secrets).await;
         if let Err(ProviderError::Status {
@@ -235,7 +261,7 @@ impl ProviderClient {
         {
             // The whole host is throttled, for every object that calls it.
             let pause = retry_after.unwrap_or(Duration::from_secs(1));
-            self.limiter.pause(host, Instant::now() + pause);
+            self.limiter.pause(host, pause);
         }
         let elapsed = started.elapsed();
         let outcome = match &result {
@@ -272,7 +298,9 @@ impl ProviderClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(parse_retry_after)
+            // A provider may ask for anything; nothing waits longer than the configured cap.
+            .map(|d| d.min(self.max_retry_after));
         if status.is_redirection() {
             return Err(ProviderError::Redirected {
                 endpoint,
@@ -368,6 +396,15 @@ pub fn parse_base_url(raw: &str) -> Result<Url, ProviderError> {
         ))),
     }
 }
+/// The rate limit's key of a provider: its host and port (two providers may share a host).
+fn authority(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! A token bucket per provider host, so one operator never exceeds the bank's request rate.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,39 +42,77 @@ impl TokenBucket {
     }
 }
 
-/// One bucket per provider host; waiters queue in order behind the bucket's lock. A host that
-/// answered 429 is paused as a whole until its Retry-After has passed: every object calling it
-/// waits, not only the one that was told.
+/// One bucket per provider host. A call waits for its token in order behind the bucket's fair
+/// lock, but never long: a host that answered 429 is paused as a whole until its Retry-After
+/// has passed, and a call to a paused host, or to a host with `max_waiters` calls already
+/// waiting, is refused at once (`Throttled`: not sent, try again then) instead of waiting.
+/// So the lock is held only for the next token, never across a pause, and waiters for one
+/// provider never fill the reconcile slots that objects of another provider need.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: u32,
-    buckets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TokenBucket>>>>,
+    max_waiters: usize,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
     paused: Mutex<HashMap<String, Instant>>,
 }
 
+/// One host's bucket and how many calls wait for it.
+#[derive(Debug)]
+struct Host {
+    bucket: tokio::sync::Mutex<TokenBucket>,
+    waiting: AtomicUsize,
+}
+
+/// A call that was not sent: try again after this long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttled {
+    /// How long until the call may go.
+    pub retry_after: Duration,
+    /// Why: the host is paused (it answered 429), or its queue is full.
+    pub paused: bool,
+}
+
+/// Counts a waiter for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl RateLimiter {
-    /// `rate` requests per second per host with bursts of `burst`.
-    pub fn new(rate: f64, burst: u32) -> Self {
+    /// `rate` requests per second per host with bursts of `burst`; at most `max_waiters` calls
+    /// wait for one host at a time.
+    pub fn new(rate: f64, burst: u32, max_waiters: usize) -> Self {
         RateLimiter {
-            rate,
+            rate: rate.max(0.001),
             burst,
-            buckets: Mutex::new(HashMap::new()),
+            max_waiters: max_waiters.max(1),
+            hosts: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Sends nothing to `host` before `until`.
-    pub fn pause(&self, host: &str, until: Instant) {
+    /// Sends nothing to `host` for `pause` (a provider's Retry-After, already capped).
+    pub fn pause(&self, host: &str, pause: Duration) {
+        let now = Instant::now();
+        // A far future is as good as forever, and `Instant` arithmetic must not overflow.
+        let until = now
+            .checked_add(pause)
+            .unwrap_or(now + Duration::from_secs(86_400));
         let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
         let entry = paused.entry(host.to_string()).or_insert(until);
         *entry = (*entry).max(until);
     }
 
-    fn paused_until(&self, host: &str) -> Option<Instant> {
+    /// How long `host` stays paused, if it is.
+    fn paused_for(&self, host: &str) -> Option<Duration> {
         let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         match paused.get(host) {
-            Some(t) if *t > Instant::now() => Some(*t),
+            Some(t) if *t > now => Some(*t - now),
             Some(_) => {
                 paused.remove(host);
                 None
@@ -82,30 +121,68 @@ impl RateLimiter {
         }
     }
 
-    /// Waits until a request to `host` is allowed. The bucket's lock is fair (first come, first
-    /// served) and is held while waiting, so one waiter at a time takes the next token.
-    pub async fn wait(&self, host: &str) {
-        let bucket = {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            buckets
-                .entry(host.to_string())
-                .or_insert_with(|| {
-                    Arc::new(tokio::sync::Mutex::new(TokenBucket::new(
+    fn host(&self, host: &str) -> Arc<Host> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(host.to_string())
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    bucket: tokio::sync::Mutex::new(TokenBucket::new(
                         self.rate,
                         self.burst,
                         Instant::now(),
-                    )))
+                    )),
+                    waiting: AtomicUsize::new(0),
                 })
-                .clone()
-        };
-        let mut bucket = bucket.lock().await;
-        while let Some(until) = self.paused_until(host) {
-            tokio::time::sleep_until(until.into()).await;
+            })
+            .clone()
+    }
+
+    /// Whether a call to `host` would be refused now, without taking anything.
+    pub fn throttled(&self, host: &str) -> Option<Throttled> {
+        if let Some(retry_after) = self.paused_for(host) {
+            return Some(Throttled {
+                retry_after,
+                paused: true,
+            });
         }
+        let waiting = self.host(host).waiting.load(Ordering::SeqCst);
+        (waiting >= self.max_waiters).then(|| self.queue_full(waiting))
+    }
+
+    fn queue_full(&self, waiting: usize) -> Throttled {
+        let drain = (waiting as f64 + 1.0) / self.rate;
+        Throttled {
+            retry_after: Duration::from_secs_f64(drain.clamp(1.0, 3600.0)),
+            paused: false,
+        }
+    }
+
+    /// Waits for a token to call `host`, or refuses at once when the host is paused or too
+    /// many calls already wait for it.
+    pub async fn acquire(&self, host: &str) -> Result<(), Throttled> {
+        let throttled = |retry_after| Throttled {
+            retry_after,
+            paused: true,
+        };
+        if let Some(pause) = self.paused_for(host) {
+            return Err(throttled(pause));
+        }
+        let entry = self.host(host);
+        let waiting = entry.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&entry.waiting);
+        if waiting >= self.max_waiters {
+            return Err(self.queue_full(waiting));
+        }
+        let mut bucket = entry.bucket.lock().await;
         loop {
+            // A 429 may have come while this call waited.
+            if let Some(pause) = self.paused_for(host) {
+                return Err(throttled(pause));
+            }
             let delay = bucket.try_take(Instant::now());
             if delay.is_zero() {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(delay).await;
         }
@@ -160,31 +237,63 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_paused_host_waits_for_everyone() {
-        let limiter = RateLimiter::new(1000.0, 100);
-        let start = tokio::time::Instant::now();
-        limiter.pause("bank", Instant::now() + Duration::from_millis(300));
+    async fn a_paused_host_refuses_every_call_until_its_retry_after() {
+        let limiter = RateLimiter::new(1000.0, 100, 16);
+        limiter.pause("bank", Duration::from_millis(300));
         // A shorter pause does not shorten the longer one.
-        limiter.pause("bank", Instant::now() + Duration::from_millis(10));
-        limiter.wait("other").await;
-        assert!(start.elapsed() < Duration::from_millis(100));
-        limiter.wait("bank").await;
+        limiter.pause("bank", Duration::from_millis(10));
+        assert_eq!(limiter.acquire("other").await, Ok(()));
+        let refused = limiter.acquire("bank").await.expect_err("paused");
+        assert!(refused.paused);
+        assert!(refused.retry_after > Duration::from_millis(200));
+        assert!(limiter.throttled("bank").is_some());
+        tokio::time::sleep(Duration::from_millis(310)).await;
+        assert_eq!(limiter.acquire("bank").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn an_endless_retry_after_neither_overflows_nor_blocks_other_hosts() {
+        let limiter = RateLimiter::new(10.0, 1, 16);
+        limiter.pause("bank", Duration::from_secs(u64::MAX));
+        assert!(limiter.acquire("bank").await.is_err());
+        assert_eq!(limiter.acquire("other").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_instead_of_holding_another_caller() {
+        // 1 request per second, no burst beyond one: the first call goes, two wait, the
+        // fourth is refused at once with the time the queue needs to drain.
+        let limiter = Arc::new(RateLimiter::new(1.0, 1, 2));
+        assert_eq!(limiter.acquire("bank").await, Ok(()));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let l = limiter.clone();
+                tokio::spawn(async move { l.acquire("bank").await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let refused = limiter.acquire("bank").await.expect_err("queue full");
         assert!(
-            start.elapsed() >= Duration::from_millis(300),
-            "{:?}",
-            start.elapsed()
+            started.elapsed() < Duration::from_millis(50),
+            "refused at once"
         );
+        assert!(!refused.paused);
+        assert!(refused.retry_after >= Duration::from_secs(1));
+        for w in waiters {
+            assert_eq!(w.await.expect("task"), Ok(()));
+        }
     }
 
     #[tokio::test]
     async fn waiters_are_spaced_by_the_rate() {
-        let limiter = Arc::new(RateLimiter::new(20.0, 1));
+        let limiter = Arc::new(RateLimiter::new(20.0, 1, 16));
         let start = tokio::time::Instant::now();
         let tasks: Vec<_> = (0..10)
             .map(|_| {
                 let l = limiter.clone();
                 tokio::spawn(async move {
-                    l.wait("bank").await;
+                    l.acquire("bank").await.expect("token");
                     tokio::time::Instant::now()
                 })
             })

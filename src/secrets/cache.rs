@@ -119,6 +119,15 @@ impl SecretCache {
                     m.resource_version.as_deref(),
                 ) {
                     let k = key(ns, name);
+                    if inner
+                        .current
+                        .get(&k)
+                        .is_some_and(|known| older(version, known))
+                    {
+                        // Another watch of the same Secrets lags behind: the version it
+                        // reports is not the truth any more.
+                        return;
+                    }
                     let stale = inner
                         .contents
                         .get(&k)
@@ -141,6 +150,15 @@ impl SecretCache {
             }
             Event::InitDone => {}
         }
+    }
+}
+
+/// Whether `version` comes before `known`. ResourceVersions are opaque, but the API server's
+/// are etcd revisions (integers) and compare as such; anything else counts as newer, as before.
+fn older(version: &str, known: &str) -> bool {
+    match (version.parse::<u64>(), known.parse::<u64>()) {
+        (Ok(v), Ok(k)) => v < k,
+        _ => false,
     }
 }
 
@@ -231,5 +249,23 @@ mod tests {
             assert!(cache.lock().contents.len() <= 2, "after {i}");
         }
         assert!(cache.get("ns", "c").is_some());
+    }
+
+    #[test]
+    fn a_lagging_watch_never_moves_the_trusted_version_back() {
+        // Two watches see the operator's Secrets; one lags behind the other.
+        let cache = SecretCache::default();
+        cache.observe(Some("ns"), &Event::Apply(meta("a", "5")));
+        // A read that started before the write at version 5 stores its older content late.
+        cache.put(&secret("a", "4", true));
+        cache.observe(Some("ns"), &Event::Apply(meta("a", "4")));
+        assert_eq!(
+            cache.get("ns", "a"),
+            None,
+            "version 4 is not the truth any more"
+        );
+        cache.put(&secret("a", "5", true));
+        assert_eq!(version(cache.get("ns", "a")).as_deref(), Some("5"));
+        assert!(older("9", "10") && !older("10", "9") && !older("x", "10"));
     }
 }

@@ -1,7 +1,7 @@
 //! The authorisation hand-off Secret (`<consent>-authorisation`): how the callback writes it
 //! and what the leader accepts as one.
 
-use super::Owner;
+use super::{Owner, TemplatePolicy};
 use crate::api::contract::{handoff as handoff_keys, Handoff};
 use crate::api::{AccountConsent, LABEL_CONSENT};
 use k8s_openapi::api::core::v1::Secret;
@@ -9,13 +9,24 @@ use kube::api::ObjectMeta;
 use kube::Resource;
 
 /// The hand-off Secret the callback creates for `consent`, owned by it and labelled so the
-/// leader's Secret watch sees it at once; `None` for a consent without a uid.
-pub fn handoff_secret(consent: &AccountConsent, handoff: &Handoff) -> Option<Secret> {
+/// leader's Secret watch sees it at once; `None` for a consent without a uid. The consent's
+/// `secretTemplate` is stamped on it only if `policy` allows every key (it holds a code).
+pub fn handoff_secret(
+    consent: &AccountConsent,
+    handoff: &Handoff,
+    policy: &TemplatePolicy,
+) -> Option<Secret> {
+    let template = consent
+        .spec
+        .secret_template
+        .clone()
+        .filter(|t| policy.refused(t).is_none())
+        .unwrap_or_default();
     let owner = Owner {
         label: LABEL_CONSENT,
         name: consent.meta().name.clone()?,
         reference: consent.controller_owner_ref(&())?,
-        template: consent.spec.secret_template.clone().unwrap_or_default(),
+        template,
     };
     Some(Secret {
         metadata: ObjectMeta {

@@ -3,10 +3,12 @@
 pub mod cache;
 mod handoff;
 mod owner;
+mod template_policy;
 
 pub use cache::SecretCache;
 pub use handoff::{handoff_secret, is_handoff};
 pub use owner::{managed_by_operator, Owner};
+pub use template_policy::{TemplatePolicy, DEFAULT_DENIED_KEYS};
 
 use crate::signing::{KeyCache, KeySource, SigningKey};
 use k8s_openapi::api::core::v1::Secret;
@@ -192,19 +194,25 @@ impl Secrets {
                 name: name.to_string(),
             });
         }
-        self.apply_unchecked(name, owner, data, true).await
+        self.apply_unchecked(name, owner, data, true, existing)
+            .await
     }
 
+    /// Writes the Secret; when `checked` is the Secret as read (and found owned), the write
+    /// carries its resourceVersion, so that a Secret replaced or changed since the check is
+    /// not overwritten (the API server answers 409 and the reconcile is retried).
     async fn apply_unchecked(
         &self,
         name: &str,
         owner: &Owner,
         data: BTreeMap<String, String>,
         with_owner_reference: bool,
+        checked: Option<&Secret>,
     ) -> Result<String, SecretError> {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
+                resource_version: checked.and_then(|s| s.metadata.resource_version.clone()),
                 labels: Some(owner.labels()),
                 annotations: Some(owner.annotations()),
                 owner_references: with_owner_reference.then(|| vec![owner.reference.clone()]),
@@ -292,8 +300,8 @@ impl Secrets {
                     .iter()
                     .flatten()
                     .any(|r| r.uid == owner.reference.uid);
-                let data = data_as_text(s);
-                self.apply_unchecked(name, owner, data, referenced)
+                let data = data_as_text(s.clone());
+                self.apply_unchecked(name, owner, data, referenced, Some(&s))
                     .await
                     .map(|_| ())
             }
@@ -306,8 +314,9 @@ impl Secrets {
     pub async fn release(&self, name: &str, owner: &Owner) -> Result<bool, SecretError> {
         match self.get(name).await? {
             Some(s) if owner.owns(&s) => {
-                let data = data_as_text(s);
-                self.apply_unchecked(name, owner, data, false).await?;
+                let data = data_as_text(s.clone());
+                self.apply_unchecked(name, owner, data, false, Some(&s))
+                    .await?;
                 Ok(true)
             }
             _ => Ok(false),

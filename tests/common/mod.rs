@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod objects;
+pub mod process;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -151,7 +152,7 @@ async fn install_crds(client: Client) {
     ))
     .expect("crds file");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for doc in serde_yaml::Deserializer::from_str(&yaml) {
+    for doc in yaml_serde::Deserializer::from_str(&yaml) {
         let crd: CustomResourceDefinition = serde::Deserialize::deserialize(doc).expect("CRD YAML");
         let name = crd.metadata.name.clone().expect("name");
         api.patch(
@@ -201,10 +202,38 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 
 /// Creates an Opaque Secret with string values.
 pub async fn create_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    create_labelled_secret(client, ns, name, &[], data).await;
+}
+
+/// Creates a Secret holding a signing key, marked so that the operator may sign with it.
+pub async fn create_signing_key_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    data: &[(&str, &str)],
+) {
+    let marker = [(tpp_operator::api::LABEL_SIGNING_KEY, "true")];
+    create_labelled_secret(client, ns, name, &marker, data).await;
+}
+
+/// Creates an Opaque Secret with labels and string values.
+pub async fn create_labelled_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    data: &[(&str, &str)],
+) {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         },
         string_data: Some(
@@ -277,6 +306,7 @@ fn context_allowing(
             timeout: Duration::from_secs(2),
             rate_limit: 50.0,
             burst: 50,
+            ..ProviderConfig::default()
         },
         metrics.clone(),
     )
@@ -291,6 +321,7 @@ fn context_allowing(
         public_url: Some("https://tpp.example".parse().expect("url")),
         consent_poll_interval: Duration::from_secs(1),
         consent_poll_rate: 10.0,
+        template_policy: Default::default(),
     };
     Arc::new(Context::new(client.clone(), provider, metrics, settings))
 }
@@ -356,11 +387,9 @@ pub async fn http_server(ctx: &Arc<Context>) -> (std::net::SocketAddr, HttpServe
     let state = tpp_operator::http::HttpState::new(ctx.clone(), &limits);
     let router = tpp_operator::http::public_router(state.clone(), &limits)
         .merge(tpp_operator::http::ops_router(state));
-    let task = tokio::spawn(tpp_operator::http::serve_on(
-        listener,
-        router,
-        std::future::pending(),
-    ));
+    let task = tokio::spawn(async move {
+        tpp_operator::http::serve_on(listener, router, &limits, std::future::pending()).await
+    });
     (addr, HttpServer(task))
 }
 

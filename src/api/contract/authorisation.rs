@@ -55,7 +55,7 @@ pub fn random_token() -> String {
 
 /// What a customer's redirect brought back, as handed from the callback (any replica, or the
 /// platform's own redirect page) to the leader in the hand-off Secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Handoff {
     /// The customer authorised: a code to exchange.
     Code {
@@ -73,6 +73,26 @@ pub enum Handoff {
         /// The OAuth error code, printable and short.
         error: String,
     },
+}
+
+/// Printed without its values: the code (and the id token) buy a customer token once, and the
+/// state is the consent's pending one.
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handoff::Code { id_token, .. } => f
+                .debug_struct("Handoff::Code")
+                .field("state", &"[redacted]")
+                .field("code", &"[redacted]")
+                .field("id_token", &id_token.as_ref().map(|_| "[redacted]"))
+                .finish(),
+            Handoff::Refused { error, .. } => f
+                .debug_struct("Handoff::Refused")
+                .field("state", &"[redacted]")
+                .field("error", error)
+                .finish(),
+        }
+    }
 }
 
 /// Why a hand-off Secret cannot be used.
@@ -191,5 +211,18 @@ mod tests {
         assert_eq!(state_owner("not-a-state"), None);
         assert_eq!(state_owner("dGVhbQ.YWNtZQ.short"), None);
         assert_eq!(state_owner("..x"), None);
+    }
+
+    #[test]
+    fn a_handoff_never_prints_its_code() {
+        let handoff = Handoff::Code {
+            state: "st4te".into(),
+            code: "c0de".into(),
+            id_token: Some("t0ken".into()),
+        };
+        let printed = format!("{handoff:?}");
+        for secret in ["st4te", "c0de", "t0ken"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 }

@@ -34,6 +34,10 @@ impl ConsentRun<'_> {
             .into());
         };
         let request = consent_request(&self.obj.spec);
+        if let Some(wait) = self.ctx.provider.throttled(registration.base()) {
+            // Held back before the attempt is recorded: nothing is sent, nothing to confirm.
+            return Err(self.deferred(wait).into());
+        }
 
         // Persist the attempt first: if the process dies during the call, the next run knows
         // a consent may exist and does not create a second one on its own.
@@ -120,6 +124,14 @@ impl ConsentRun<'_> {
         retried: bool,
         registration: &RegistrationView,
     ) -> Halt {
+        if let (true, Some(wait)) = (e.is_throttled(), e.retry_after()) {
+            // Not sent: the attempt never happened, and a refreshed client token is still to
+            // be tried.
+            self.status.creation_attempt_started_at = None;
+            self.status.client_token_refresh_requested_at =
+                self.written.client_token_refresh_requested_at.clone();
+            return self.deferred(wait).into();
+        }
         if e.outcome_unknown() {
             self.status.last_failure = Some(e.to_string());
             let started = self.now;

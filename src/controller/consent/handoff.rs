@@ -125,6 +125,10 @@ impl ConsentRun<'_> {
             .await
         {
             Ok(r) => r,
+            // Held back, not sent: the code waits in its hand-off Secret until then.
+            Err(e) if e.is_throttled() => {
+                return Ok(self.deferred(e.retry_after().unwrap_or_default()))
+            }
             Err(e) if e.is_transient() && !e.outcome_unknown() => {
                 return Ok(self.failure(
                     reason::PROVIDER_UNAVAILABLE,

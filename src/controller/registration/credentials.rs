@@ -84,6 +84,10 @@ impl RegistrationRun<'_> {
         let retry = self.annotation(ANNOTATION_RETRY_REGISTRATION);
         self.may_register(retry)?;
         let signature = self.signature_certificate().await?;
+        if let Some(wait) = self.ctx.provider.throttled(&provider.base) {
+            // Held back before the attempt is recorded: nothing is sent, nothing to confirm.
+            return Err(self.deferred(wait).into());
+        }
 
         // Persist the attempt first: if the process dies during the call, the next run knows
         // the outcome is unknown and will not register a second time on its own.
@@ -161,6 +165,11 @@ impl RegistrationRun<'_> {
 
     /// What a failed registration call leads to.
     fn registration_failed(&mut self, e: ProviderError) -> Outcome {
+        if let (true, Some(wait)) = (e.is_throttled(), e.retry_after()) {
+            // Not sent: the attempt never happened.
+            self.status.registration_attempt_started_at = None;
+            return self.deferred(wait);
+        }
         if e.outcome_unknown() {
             self.status.last_failure = Some(e.to_string());
             let started = self.now;

@@ -42,10 +42,19 @@ impl RegistrationRun<'_> {
                     "Secret {secret_name} holds a key tpp-operator generated for another object; spec.signingKeySecretRef must name a Secret of your own"
                 )));
             }
-            (false, Some(secret)) => match inputs.signing_key_in(&secret) {
-                Ok(key) => public_key(&key),
-                Err(e) => return Err(self.signing_key_problem(e)),
-            },
+            (false, Some(secret)) => {
+                if let Err(problem) = inputs.may_sign_with(&secret) {
+                    return Err(Halt::Report(Outcome::failed(
+                        reason::SECRET_NOT_ALLOWED,
+                        format!("{problem}. Client tokens are still refreshed."),
+                        Some(add(self.now, SIGNING_KEY_RETRY)),
+                    )));
+                }
+                match inputs.signing_key_in(&secret) {
+                    Ok(key) => public_key(&key),
+                    Err(e) => return Err(self.signing_key_problem(e)),
+                }
+            }
             (false, None) => {
                 return Err(self.signing_key_problem(format!(
                     "Secret {secret_name} (signing key) does not exist"

@@ -38,6 +38,10 @@ impl RegistrationRun<'_> {
             TokenPlan::WaitUntil(t) => Ok(self.waiting(t, owned)),
             TokenPlan::Refresh(_) if conflict => Ok(self.conflict(&token_name)),
             TokenPlan::Refresh(why) => {
+                if let Some(wait) = self.ctx.provider.throttled(base) {
+                    // Held back, not sent: a forced refresh stays asked for.
+                    return Ok(self.deferred(wait));
+                }
                 if why == RefreshReason::Forced {
                     self.status.handled_force_refresh = force.map(str::to_string);
                 }
@@ -142,6 +146,11 @@ impl RegistrationRun<'_> {
         credentials: &ClientCredentials,
         had_token: bool,
     ) -> Outcome {
+        if let (true, Some(wait)) = (e.is_throttled(), e.retry_after()) {
+            // Not sent: a forced refresh stays asked for.
+            self.status.handled_force_refresh = self.written.handled_force_refresh.clone();
+            return self.deferred(wait);
+        }
         let valid_until = self
             .status
             .token_expires_at
