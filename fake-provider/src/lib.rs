@@ -4,10 +4,12 @@
 
 mod faults;
 mod idtoken;
+mod records;
 mod server;
 mod verify;
 
 pub use faults::{Endpoint, Fault, MALFORMED_ACCESS_TOKEN, MAX_OVERSIZED_BYTES, REDIRECT_STATUSES};
+pub use records::{Authorisation, CallCounts, ConsentRecord, RegistrationRecord, TokenRecord};
 pub use verify::{verify_request_object, VerifyError};
 
 use std::collections::HashMap;
@@ -63,94 +65,6 @@ impl Default for Config {
     }
 }
 
-/// Calls received per endpoint (including failed ones).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CallCounts {
-    /// `POST /api/account/registration`.
-    pub registration: u64,
-    /// `POST /auth/token` with `grant_type=client_credentials`.
-    pub client_token: u64,
-    /// `POST /auth/token` with `grant_type=authorization_code`.
-    pub auth_code_token: u64,
-    /// `POST /account-access-consents`.
-    pub consent_create: u64,
-    /// `GET /account-access-consents/{id}`.
-    pub consent_get: u64,
-    /// `DELETE /account-access-consents/{id}`.
-    pub consent_delete: u64,
-    /// Answers 429 because of the configured rate limit.
-    pub rate_limited: u64,
-    /// Most requests seen within one second.
-    pub peak_per_second: u64,
-    /// `GET /authorize` and `GET /create-consent` (the customer's visit).
-    pub authorize: u64,
-    /// `GET /.well-known/jwks.json`.
-    pub jwks: u64,
-    /// Every request outside `/__admin`, whatever the path (unknown ones too), method or
-    /// answer (faults, 429s, 404s included): zero means nothing reached this fake.
-    pub total: u64,
-}
-
-/// A registration the fake accepted.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RegistrationRecord {
-    /// Issued client id.
-    pub client_id: String,
-    /// Organisation name.
-    pub name: String,
-    /// Contact e-mail.
-    pub email: String,
-    /// Callback URL.
-    pub callback_url: String,
-}
-
-/// A token the fake issued.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TokenRecord {
-    /// Client the token was issued to.
-    pub client_id: String,
-    /// `client_credentials` or `authorization_code`.
-    pub grant_type: String,
-    /// When it was issued (sub-second precision).
-    pub issued_at: jiff::Timestamp,
-    /// The JWT's `exp`.
-    pub expires_at: jiff::Timestamp,
-    /// What `expires_in` said.
-    pub expires_in: u64,
-    /// The consent a customer token (`authorization_code`) is bound to (its `consentId` claim).
-    pub consent_id: Option<String>,
-}
-
-/// A consent at the fake.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ConsentRecord {
-    /// ConsentId.
-    pub consent_id: String,
-    /// Client that created it.
-    pub client_id: String,
-    /// Current status.
-    pub status: String,
-    /// Permissions asked for.
-    pub permissions: Vec<String>,
-    /// The customer who authorised it (the `customerId`/`sub` claims), once authorised.
-    pub customer_id: Option<String>,
-}
-
-/// The outcome of a customer's authorisation, as the redirect to the TPP carries it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Authorisation {
-    /// The consent authorised.
-    pub consent_id: String,
-    /// The single-use authorisation code, bound to the consent and its client.
-    pub code: String,
-    /// PS256 JWS (or opaque `oa_stg_...` with `opaque_id_token`).
-    pub id_token: String,
-    /// The request object's `state`, when known.
-    pub state: Option<String>,
-    /// The customer (the id_token's `sub`, the customer token's `customerId`).
-    pub customer_id: String,
-}
-
 /// What an authorisation code was issued for.
 #[derive(Clone, Debug)]
 pub(crate) struct CodeGrant {
@@ -191,16 +105,16 @@ pub(crate) struct Shared {
     pub(crate) jwt_secret: Vec<u8>,
     pub(crate) base_url: String,
     /// The id_token signing key: generated in the background at start, waited for when needed.
-    pub(crate) id_key: OnceLock<Option<idtoken::IdTokenKey>>,
+    pub(crate) id_key: OnceLock<Option<Arc<idtoken::IdTokenKey>>>,
 }
 
 impl Shared {
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-    pub(crate) fn id_key(&self) -> Option<&idtoken::IdTokenKey> {
+    pub(crate) fn id_key(&self) -> Option<&Arc<idtoken::IdTokenKey>> {
         self.id_key
-            .get_or_init(idtoken::IdTokenKey::generate)
+            .get_or_init(|| idtoken::IdTokenKey::generate().map(Arc::new))
             .as_ref()
     }
     pub(crate) fn config(&self) -> Config {

@@ -11,30 +11,30 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-pub(super) async fn admin_calls(State(shared): State<Shared_>) -> Json<Value> {
+pub(crate) async fn admin_calls(State(shared): State<Shared_>) -> Json<Value> {
     Json(json!(shared.state().calls))
 }
 
-pub(super) async fn admin_registrations(State(shared): State<Shared_>) -> Json<Value> {
+pub(crate) async fn admin_registrations(State(shared): State<Shared_>) -> Json<Value> {
     Json(json!(shared.state().registrations))
 }
 
-pub(super) async fn admin_tokens(State(shared): State<Shared_>) -> Json<Value> {
+pub(crate) async fn admin_tokens(State(shared): State<Shared_>) -> Json<Value> {
     Json(json!(shared.state().tokens))
 }
 
-pub(super) async fn admin_consents(State(shared): State<Shared_>) -> Json<Value> {
+pub(crate) async fn admin_consents(State(shared): State<Shared_>) -> Json<Value> {
     Json(json!(shared.state().consents))
 }
 
 #[derive(serde::Deserialize)]
-pub(super) struct FaultRequest {
+pub(crate) struct FaultRequest {
     endpoint: Endpoint,
     fault: Fault,
     times: Option<u32>,
 }
 
-pub(super) async fn admin_add_fault(
+pub(crate) async fn admin_add_fault(
     State(shared): State<Shared_>,
     Json(req): Json<FaultRequest>,
 ) -> Response {
@@ -48,7 +48,7 @@ pub(super) async fn admin_add_fault(
     StatusCode::NO_CONTENT.into_response()
 }
 
-pub(super) async fn admin_clear_faults(State(shared): State<Shared_>) -> StatusCode {
+pub(crate) async fn admin_clear_faults(State(shared): State<Shared_>) -> StatusCode {
     shared.state().faults.clear();
     StatusCode::NO_CONTENT
 }

@@ -44,7 +44,7 @@ pub(super) fn issue_id_token(shared: &Shared, opaque: bool, claims: Value) -> Op
 pub(crate) fn jwks(shared: &Shared) -> Value {
     shared
         .id_key()
-        .map(idtoken::IdTokenKey::jwks)
+        .map(|k| k.jwks())
         .unwrap_or_else(|| json!({"keys": []}))
 }
 
@@ -138,24 +138,9 @@ pub(super) async fn authorize(
             "no JWKS endpoint registered for this TPP",
         );
     };
-    let jwks: Value = match reqwest::get(&jwks_url).await {
-        Ok(r) if r.status().is_success() => match r.json().await {
-            Ok(v) => v,
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_client",
-                    "the TPP's JWKS is not JSON",
-                )
-            }
-        },
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_client",
-                "the TPP's JWKS could not be fetched",
-            )
-        }
+    let jwks = match crate::verify::fetch_jwks(&jwks_url).await {
+        Ok(jwks) => jwks,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_client", message),
     };
     let claims = match crate::verify_request_object(&jwks, &jwt) {
         Ok(c) => c,

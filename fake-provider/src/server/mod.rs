@@ -2,7 +2,7 @@
 //! This module holds the router and what every route shares (counting, faults, errors,
 //! bearer tokens); each endpoint lives in its own submodule.
 
-mod admin;
+pub(crate) mod admin;
 mod authorise;
 mod consents;
 mod registration;
@@ -23,7 +23,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-type Shared_ = Arc<Shared>;
+pub(crate) type Shared_ = Arc<Shared>;
 
 pub(crate) fn router(shared: Shared_) -> Router {
     Router::new()
@@ -59,14 +59,18 @@ pub(crate) fn router(shared: Shared_) -> Router {
 }
 
 /// Counts every request outside /__admin in `total`, whatever its path or answer.
-async fn count_every_request(State(shared): State<Shared_>, req: Request, next: Next) -> Response {
+pub(crate) async fn count_every_request(
+    State(shared): State<Shared_>,
+    req: Request,
+    next: Next,
+) -> Response {
     if !req.uri().path().starts_with("/__admin") {
         shared.state().calls.total += 1;
     }
     next.run(req).await
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
@@ -76,7 +80,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"error": code, "message": message}))).into_response()
 }
 
@@ -90,7 +94,7 @@ pub(crate) fn provider_time(t: jiff::Timestamp) -> String {
 
 /// A fault that changes what a token endpoint issues rather than replacing its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TokenTwist {
+pub(crate) enum TokenTwist {
     None,
     Expired,
     Malformed,
@@ -98,7 +102,7 @@ enum TokenTwist {
 
 /// Counts the call, applies latency, the rate limit and any injected fault. `Err` is the
 /// answer to send instead of the real one; `Ok` says how to twist a token endpoint's answer.
-async fn preamble(shared: &Shared, endpoint: Endpoint) -> Result<TokenTwist, Response> {
+pub(crate) async fn preamble(shared: &Shared, endpoint: Endpoint) -> Result<TokenTwist, Response> {
     let config = shared.config();
     let fault = {
         let mut state = shared.state();
@@ -110,6 +114,10 @@ async fn preamble(shared: &Shared, endpoint: Endpoint) -> Result<TokenTwist, Res
             Endpoint::ConsentCreate => c.consent_create += 1,
             Endpoint::ConsentGet => c.consent_get += 1,
             Endpoint::ConsentDelete => c.consent_delete += 1,
+            Endpoint::RefreshToken => c.refresh_token += 1,
+            Endpoint::Discovery => c.discovery += 1,
+            Endpoint::Jwks => c.jwks += 1,
+            Endpoint::Authorize => c.authorize += 1,
         }
         let second = jiff::Timestamp::now().as_second();
         if state.window.0 == second {
@@ -211,7 +219,7 @@ fn oversized(endpoint: Endpoint, bytes: usize) -> Response {
         .into_response()
 }
 
-fn serde_urlencoded_parse(body: &[u8]) -> HashMap<String, String> {
+pub(crate) fn serde_urlencoded_parse(body: &[u8]) -> HashMap<String, String> {
     serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
@@ -237,7 +245,7 @@ fn bearer(shared: &Shared, headers: &HeaderMap) -> Result<String, Box<Response>>
     }
 }
 
-fn uuid_v4() -> String {
+pub(crate) fn uuid_v4() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(

@@ -134,6 +134,7 @@ pub(super) async fn token(
             expires_at,
             expires_in,
             consent_id: grant_of_code.as_ref().map(|g| g.consent_id.clone()),
+            refresh_token_expires_at: None,
         });
     }
     tracing::info!(client_id, grant, "token issued");
