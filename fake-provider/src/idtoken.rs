@@ -46,6 +46,11 @@ impl IdTokenKey {
         })
     }
 
+    /// The key id.
+    pub(crate) fn kid(&self) -> &str {
+        &self.kid
+    }
+
     /// A compact JWS of `claims` with header `{"alg":"PS256","kid":..,"typ":"JWT"}`.
     pub(crate) fn sign(&self, claims: &Value) -> Option<String> {
         self.sign_with_kid(claims, &self.kid)

@@ -1,14 +1,20 @@
 //! A fake of the Leatherback Open Banking API as documented (shared/provider-api.md): the same
 //! paths, field casing, form-encoded token endpoint and 7-digit fractional timestamps, with
 //! short configurable token lifetimes, fault injection and call records for tests.
+//!
+//! [`Profile::OpenBankingUk`] makes it a bank of the UK Open Banking standard profile instead
+//! (discovery, JWKS, FAPI 1 Advanced request objects and id_tokens, refresh tokens); its
+//! contract is in the [`ob`] module.
 
 mod faults;
 mod idtoken;
+pub mod ob;
 mod records;
 mod server;
 mod verify;
 
 pub use faults::{Endpoint, Fault, MALFORMED_ACCESS_TOKEN, MAX_OVERSIZED_BYTES, REDIRECT_STATUSES};
+pub use ob::{IdTokenFault, ObAuthoriseOptions, ObClient, ObOptions, ObRedirect, ResponseMode};
 pub use records::{Authorisation, CallCounts, ConsentRecord, RegistrationRecord, TokenRecord};
 pub use verify::{verify_request_object, VerifyError};
 
@@ -45,6 +51,20 @@ pub struct Config {
     /// Issue opaque `oa_stg_...` id_tokens, like the provider's documented sample, instead of
     /// PS256 JWS signed with the fake's key (published at `/.well-known/jwks.json`).
     pub opaque_id_token: bool,
+    /// Which bank the fake is (default Leatherback). Leatherback-only fields above:
+    /// `legacy_status_message`, `consent_get_delete`, `missing_status`,
+    /// `accepted_signature_certificates`, `jwks_url`, `opaque_id_token`.
+    pub profile: Profile,
+}
+
+/// Which bank the fake is.
+#[derive(Clone, Debug, Default)]
+pub enum Profile {
+    /// The Leatherback Open Banking API as documented.
+    #[default]
+    Leatherback,
+    /// A bank of the UK Open Banking standard profile (see [`ob`]).
+    OpenBankingUk(ObOptions),
 }
 
 impl Default for Config {
@@ -61,6 +81,7 @@ impl Default for Config {
             accepted_signature_certificates: None,
             jwks_url: None,
             opaque_id_token: false,
+            profile: Profile::Leatherback,
         }
     }
 }
@@ -97,6 +118,7 @@ pub(crate) struct State {
     pub(crate) calls: CallCounts,
     pub(crate) faults: faults::Faults,
     pub(crate) window: (i64, u64),
+    pub(crate) ob: ob::ObState,
 }
 
 pub(crate) struct Shared {
@@ -104,6 +126,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) jwt_secret: Vec<u8>,
     pub(crate) base_url: String,
+    /// Fetches TPPs' JWKS; one client, since building one costs tens of milliseconds.
+    pub(crate) http: reqwest::Client,
     /// The id_token signing key: generated in the background at start, waited for when needed.
     pub(crate) id_key: OnceLock<Option<Arc<idtoken::IdTokenKey>>>,
 }
@@ -138,6 +162,7 @@ impl FakeProvider {
         let addr = config
             .addr
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let standard = matches!(config.profile, Profile::OpenBankingUk(_));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -145,6 +170,7 @@ impl FakeProvider {
             state: Mutex::new(State::default()),
             jwt_secret: rand::random::<[u8; 32]>().to_vec(),
             base_url: format!("http://{local}"),
+            http: reqwest::Client::new(),
             id_key: OnceLock::new(),
         });
         // RSA key generation takes a moment: do it off the request path.
@@ -153,7 +179,11 @@ impl FakeProvider {
             keygen.id_key();
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = server::router(shared.clone());
+        let app = if standard {
+            ob::router(shared.clone())
+        } else {
+            server::router(shared.clone())
+        };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -261,9 +291,13 @@ impl FakeProvider {
         )
     }
 
-    /// The fake's id_token signing keys, as served at `/.well-known/jwks.json`.
+    /// The fake's id_token signing keys, as served at `/.well-known/jwks.json` (OB profile:
+    /// at `/jwks`, every key since start).
     pub fn jwks(&self) -> serde_json::Value {
-        server::jwks(&self.shared)
+        match self.shared.config().profile {
+            Profile::Leatherback => server::jwks(&self.shared),
+            Profile::OpenBankingUk(_) => ob::jwks(&self.shared),
+        }
     }
 
     /// Switches opaque id_tokens on or off.

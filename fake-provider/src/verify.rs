@@ -48,8 +48,8 @@ fn part(s: &str) -> Result<Vec<u8>, VerifyError> {
 
 /// Fetches a TPP's JWKS over HTTP, as the provider does at the authorisation step; `Err` says
 /// why it could not.
-pub(crate) async fn fetch_jwks(url: &str) -> Result<Value, &'static str> {
-    match reqwest::get(url).await {
+pub(crate) async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Value, &'static str> {
+    match http.get(url).send().await {
         Ok(r) if r.status().is_success() => {
             r.json().await.map_err(|_| "the TPP's JWKS is not JSON")
         }

@@ -138,7 +138,7 @@ pub(super) async fn authorize(
             "no JWKS endpoint registered for this TPP",
         );
     };
-    let jwks = match crate::verify::fetch_jwks(&jwks_url).await {
+    let jwks = match crate::verify::fetch_jwks(&shared.http, &jwks_url).await {
         Ok(jwks) => jwks,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_client", message),
     };
