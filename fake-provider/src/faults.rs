@@ -3,21 +3,31 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-/// The fake's endpoints.
+/// The fake's endpoints. Paths are Leatherback's; in the Open Banking UK profile the same
+/// variants stand for that profile's route doing the same job (`POST /token`,
+/// `{prefix}/account-access-consents`), and the last four exist only there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 pub enum Endpoint {
     /// `POST /api/account/registration`.
     Registration,
-    /// `POST /auth/token`, client credentials.
+    /// `POST /auth/token` (OB: `POST /token`), client credentials.
     ClientToken,
-    /// `POST /auth/token`, authorisation code.
+    /// `POST /auth/token` (OB: `POST /token`), authorisation code.
     AuthCodeToken,
-    /// `POST /account-access-consents`.
+    /// `POST /account-access-consents` (OB: under the API prefix).
     ConsentCreate,
-    /// `GET /account-access-consents/{id}`.
+    /// `GET /account-access-consents/{id}` (OB: under the API prefix).
     ConsentGet,
-    /// `DELETE /account-access-consents/{id}`.
+    /// `DELETE /account-access-consents/{id}` (OB: under the API prefix).
     ConsentDelete,
+    /// OB only: `POST /token`, refresh token.
+    RefreshToken,
+    /// OB only: `GET /.well-known/openid-configuration`.
+    Discovery,
+    /// OB only: `GET /jwks` (Leatherback's `/.well-known/jwks.json` takes no faults).
+    Jwks,
+    /// OB only: `GET /authorize` (Leatherback's takes no faults).
+    Authorize,
 }
 
 /// What a faulty call does.
@@ -53,7 +63,8 @@ pub enum Fault {
         bytes: usize,
     },
     /// Token endpoints only: issue a genuine token that is already expired on arrival (JWT
-    /// `exp` 10 s before `iat`, `expires_in` 0). Ignored on other endpoints.
+    /// `exp` 10 s before `iat`, `expires_in` 0; OB: an opaque token the fake already considers
+    /// expired, `expires_in` 0). Ignored on other endpoints.
     ExpiredToken,
     /// Token endpoints only: answer 200 with an `access_token` that is not an RFC 6750 bearer
     /// token ([`MALFORMED_ACCESS_TOKEN`], with CR LF and a space). Ignored on other endpoints.
@@ -70,19 +81,28 @@ pub const MALFORMED_ACCESS_TOKEN: &str = "abc\r\nX-Injected: 1";
 pub const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 
 impl Endpoint {
-    /// `POST /auth/token`, either grant.
+    /// A token endpoint, whatever the grant.
     pub fn is_token(self) -> bool {
-        matches!(self, Endpoint::ClientToken | Endpoint::AuthCodeToken)
+        matches!(
+            self,
+            Endpoint::ClientToken | Endpoint::AuthCodeToken | Endpoint::RefreshToken
+        )
     }
 
     /// How a JSON answer of this endpoint starts, for [`Fault::Oversized`].
     pub(crate) fn json_prefix(self) -> &'static str {
         match self {
             Endpoint::Registration => "{\"Certificate\":\"",
-            Endpoint::ClientToken | Endpoint::AuthCodeToken => "{\"access_token\":\"",
+            Endpoint::ClientToken | Endpoint::AuthCodeToken | Endpoint::RefreshToken => {
+                "{\"access_token\":\""
+            }
             Endpoint::ConsentCreate | Endpoint::ConsentGet | Endpoint::ConsentDelete => {
                 "{\"Data\":{\"ConsentId\":\""
             }
+            Endpoint::Discovery => "{\"issuer\":\"",
+            Endpoint::Jwks => "{\"keys\":[{\"kty\":\"",
+            // The customer's login page.
+            Endpoint::Authorize => "<!DOCTYPE html><html><body>",
         }
     }
 }
@@ -106,7 +126,7 @@ impl Fault {
                 "Oversized bytes must be at most {MAX_OVERSIZED_BYTES}"
             )),
             Fault::ExpiredToken | Fault::MalformedToken if !endpoint.is_token() => Err(format!(
-                "{self:?} only applies to ClientToken and AuthCodeToken"
+                "{self:?} only applies to ClientToken, AuthCodeToken and RefreshToken"
             )),
             _ => Ok(()),
         }

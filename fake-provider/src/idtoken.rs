@@ -31,19 +31,35 @@ impl IdTokenKey {
 
     /// `{"keys": [the public key]}`.
     pub(crate) fn jwks(&self) -> Value {
-        json!({"keys": [{
+        json!({"keys": [self.jwk()]})
+    }
+
+    /// The public key as a JWK.
+    pub(crate) fn jwk(&self) -> Value {
+        json!({
             "kty": "RSA",
             "kid": self.kid,
             "use": "sig",
             "alg": "PS256",
             "n": self.n,
             "e": self.e,
-        }]})
+        })
+    }
+
+    /// The key id.
+    pub(crate) fn kid(&self) -> &str {
+        &self.kid
     }
 
     /// A compact JWS of `claims` with header `{"alg":"PS256","kid":..,"typ":"JWT"}`.
     pub(crate) fn sign(&self, claims: &Value) -> Option<String> {
-        let header = json!({"alg": "PS256", "kid": self.kid, "typ": "JWT"});
+        self.sign_with_kid(claims, &self.kid)
+    }
+
+    /// As [`IdTokenKey::sign`] with another `kid` in the header: hostile id_tokens claim a
+    /// key they were not signed with.
+    pub(crate) fn sign_with_kid(&self, claims: &Value, kid: &str) -> Option<String> {
+        let header = json!({"alg": "PS256", "kid": kid, "typ": "JWT"});
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),

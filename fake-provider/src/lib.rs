@@ -1,13 +1,21 @@
 //! A fake of the Leatherback Open Banking API as documented (shared/provider-api.md): the same
 //! paths, field casing, form-encoded token endpoint and 7-digit fractional timestamps, with
 //! short configurable token lifetimes, fault injection and call records for tests.
+//!
+//! [`Profile::OpenBankingUk`] makes it a bank of the UK Open Banking standard profile instead
+//! (discovery, JWKS, FAPI 1 Advanced request objects and id_tokens, refresh tokens); its
+//! contract is in the [`ob`] module.
 
 mod faults;
 mod idtoken;
+pub mod ob;
+mod records;
 mod server;
 mod verify;
 
 pub use faults::{Endpoint, Fault, MALFORMED_ACCESS_TOKEN, MAX_OVERSIZED_BYTES, REDIRECT_STATUSES};
+pub use ob::{IdTokenFault, ObAuthoriseOptions, ObClient, ObOptions, ObRedirect, ResponseMode};
+pub use records::{Authorisation, CallCounts, ConsentRecord, RegistrationRecord, TokenRecord};
 pub use verify::{verify_request_object, VerifyError};
 
 use std::collections::HashMap;
@@ -43,6 +51,20 @@ pub struct Config {
     /// Issue opaque `oa_stg_...` id_tokens, like the provider's documented sample, instead of
     /// PS256 JWS signed with the fake's key (published at `/.well-known/jwks.json`).
     pub opaque_id_token: bool,
+    /// Which bank the fake is (default Leatherback). Leatherback-only fields above:
+    /// `legacy_status_message`, `consent_get_delete`, `missing_status`,
+    /// `accepted_signature_certificates`, `jwks_url`, `opaque_id_token`.
+    pub profile: Profile,
+}
+
+/// Which bank the fake is.
+#[derive(Clone, Debug, Default)]
+pub enum Profile {
+    /// The Leatherback Open Banking API as documented.
+    #[default]
+    Leatherback,
+    /// A bank of the UK Open Banking standard profile (see [`ob`]).
+    OpenBankingUk(ObOptions),
 }
 
 impl Default for Config {
@@ -59,96 +81,9 @@ impl Default for Config {
             accepted_signature_certificates: None,
             jwks_url: None,
             opaque_id_token: false,
+            profile: Profile::Leatherback,
         }
     }
-}
-
-/// Calls received per endpoint (including failed ones).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CallCounts {
-    /// `POST /api/account/registration`.
-    pub registration: u64,
-    /// `POST /auth/token` with `grant_type=client_credentials`.
-    pub client_token: u64,
-    /// `POST /auth/token` with `grant_type=authorization_code`.
-    pub auth_code_token: u64,
-    /// `POST /account-access-consents`.
-    pub consent_create: u64,
-    /// `GET /account-access-consents/{id}`.
-    pub consent_get: u64,
-    /// `DELETE /account-access-consents/{id}`.
-    pub consent_delete: u64,
-    /// Answers 429 because of the configured rate limit.
-    pub rate_limited: u64,
-    /// Most requests seen within one second.
-    pub peak_per_second: u64,
-    /// `GET /authorize` and `GET /create-consent` (the customer's visit).
-    pub authorize: u64,
-    /// `GET /.well-known/jwks.json`.
-    pub jwks: u64,
-    /// Every request outside `/__admin`, whatever the path (unknown ones too), method or
-    /// answer (faults, 429s, 404s included): zero means nothing reached this fake.
-    pub total: u64,
-}
-
-/// A registration the fake accepted.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RegistrationRecord {
-    /// Issued client id.
-    pub client_id: String,
-    /// Organisation name.
-    pub name: String,
-    /// Contact e-mail.
-    pub email: String,
-    /// Callback URL.
-    pub callback_url: String,
-}
-
-/// A token the fake issued.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TokenRecord {
-    /// Client the token was issued to.
-    pub client_id: String,
-    /// `client_credentials` or `authorization_code`.
-    pub grant_type: String,
-    /// When it was issued (sub-second precision).
-    pub issued_at: jiff::Timestamp,
-    /// The JWT's `exp`.
-    pub expires_at: jiff::Timestamp,
-    /// What `expires_in` said.
-    pub expires_in: u64,
-    /// The consent a customer token (`authorization_code`) is bound to (its `consentId` claim).
-    pub consent_id: Option<String>,
-}
-
-/// A consent at the fake.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ConsentRecord {
-    /// ConsentId.
-    pub consent_id: String,
-    /// Client that created it.
-    pub client_id: String,
-    /// Current status.
-    pub status: String,
-    /// Permissions asked for.
-    pub permissions: Vec<String>,
-    /// The customer who authorised it (the `customerId`/`sub` claims), once authorised.
-    pub customer_id: Option<String>,
-}
-
-/// The outcome of a customer's authorisation, as the redirect to the TPP carries it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Authorisation {
-    /// The consent authorised.
-    pub consent_id: String,
-    /// The single-use authorisation code, bound to the consent and its client.
-    pub code: String,
-    /// PS256 JWS (or opaque `oa_stg_...` with `opaque_id_token`).
-    pub id_token: String,
-    /// The request object's `state`, when known.
-    pub state: Option<String>,
-    /// The customer (the id_token's `sub`, the customer token's `customerId`).
-    pub customer_id: String,
 }
 
 /// What an authorisation code was issued for.
@@ -183,6 +118,7 @@ pub(crate) struct State {
     pub(crate) calls: CallCounts,
     pub(crate) faults: faults::Faults,
     pub(crate) window: (i64, u64),
+    pub(crate) ob: ob::ObState,
 }
 
 pub(crate) struct Shared {
@@ -190,17 +126,19 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) jwt_secret: Vec<u8>,
     pub(crate) base_url: String,
+    /// Fetches TPPs' JWKS; one client, since building one costs tens of milliseconds.
+    pub(crate) http: reqwest::Client,
     /// The id_token signing key: generated in the background at start, waited for when needed.
-    pub(crate) id_key: OnceLock<Option<idtoken::IdTokenKey>>,
+    pub(crate) id_key: OnceLock<Option<Arc<idtoken::IdTokenKey>>>,
 }
 
 impl Shared {
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-    pub(crate) fn id_key(&self) -> Option<&idtoken::IdTokenKey> {
+    pub(crate) fn id_key(&self) -> Option<&Arc<idtoken::IdTokenKey>> {
         self.id_key
-            .get_or_init(idtoken::IdTokenKey::generate)
+            .get_or_init(|| idtoken::IdTokenKey::generate().map(Arc::new))
             .as_ref()
     }
     pub(crate) fn config(&self) -> Config {
@@ -224,6 +162,7 @@ impl FakeProvider {
         let addr = config
             .addr
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let standard = matches!(config.profile, Profile::OpenBankingUk(_));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -231,6 +170,7 @@ impl FakeProvider {
             state: Mutex::new(State::default()),
             jwt_secret: rand::random::<[u8; 32]>().to_vec(),
             base_url: format!("http://{local}"),
+            http: reqwest::Client::new(),
             id_key: OnceLock::new(),
         });
         // RSA key generation takes a moment: do it off the request path.
@@ -239,7 +179,11 @@ impl FakeProvider {
             keygen.id_key();
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = server::router(shared.clone());
+        let app = if standard {
+            ob::router(shared.clone())
+        } else {
+            server::router(shared.clone())
+        };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -347,9 +291,13 @@ impl FakeProvider {
         )
     }
 
-    /// The fake's id_token signing keys, as served at `/.well-known/jwks.json`.
+    /// The fake's id_token signing keys, as served at `/.well-known/jwks.json` (OB profile:
+    /// at `/jwks`, every key since start).
     pub fn jwks(&self) -> serde_json::Value {
-        server::jwks(&self.shared)
+        match self.shared.config().profile {
+            Profile::Leatherback => server::jwks(&self.shared),
+            Profile::OpenBankingUk(_) => ob::jwks(&self.shared),
+        }
     }
 
     /// Switches opaque id_tokens on or off.

@@ -24,10 +24,37 @@ pub enum VerifyError {
     BadSignature,
 }
 
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyError::Malformed(what) => write!(f, "malformed JWS ({what})"),
+            VerifyError::WrongAlgorithm(alg) => {
+                write!(f, "alg {alg:?} is not allowed (PS256 only)")
+            }
+            VerifyError::UnknownKid(kid) => write!(f, "no key with kid {kid:?} in the JWKS"),
+            VerifyError::BadKey => write!(f, "the JWK is not a usable RSA key"),
+            VerifyError::BadSignature => write!(f, "the signature does not verify"),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
 fn part(s: &str) -> Result<Vec<u8>, VerifyError> {
     URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| VerifyError::Malformed("base64url"))
+}
+
+/// Fetches a TPP's JWKS over HTTP, as the provider does at the authorisation step; `Err` says
+/// why it could not.
+pub(crate) async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Value, &'static str> {
+    match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => {
+            r.json().await.map_err(|_| "the TPP's JWKS is not JSON")
+        }
+        _ => Err("the TPP's JWKS could not be fetched"),
+    }
 }
 
 /// Verifies `jwt` against `jwks` (`{"keys": [...]}`) and returns its claims.
