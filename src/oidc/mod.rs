@@ -1,0 +1,12 @@
+//! The relying-party side of OpenID Connect and FAPI 1 Advanced that standard UK banks need:
+//! the bank's discovery document, its signing keys and the id tokens it signs with them.
+//! Decisions are plain functions with the time passed in; the network is touched only by
+//! `fetch_json`.
+
+pub mod discovery;
+mod fetch;
+
+pub use discovery::{
+    discovery_url, fetch_json, resolve, DiscoveryError, EndpointOverrides, Endpoints, FetchError,
+    ProviderMetadata,
+};
