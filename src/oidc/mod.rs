@@ -3,9 +3,14 @@
 //! Decisions are plain functions with the time passed in; the network is touched only by
 //! `fetch_json`.
 
+pub mod bank_keys;
 pub mod discovery;
 mod fetch;
 
+#[cfg(test)]
+mod test_keys;
+
+pub use bank_keys::{should_refetch, BankKeyCache, BankKeys, JwksError};
 pub use discovery::{
     discovery_url, fetch_json, resolve, DiscoveryError, EndpointOverrides, Endpoints, FetchError,
     ProviderMetadata,
