@@ -6,6 +6,7 @@
 pub mod bank_keys;
 pub mod discovery;
 mod fetch;
+pub mod id_token;
 
 #[cfg(test)]
 mod test_keys;
@@ -14,4 +15,7 @@ pub use bank_keys::{should_refetch, BankKeyCache, BankKeys, JwksError};
 pub use discovery::{
     discovery_url, fetch_json, resolve, DiscoveryError, EndpointOverrides, Endpoints, FetchError,
     ProviderMetadata,
+};
+pub use id_token::{
+    left_half_hash, verify_id_token, IdTokenClaims, IdTokenError, IdTokenExpectations, IntentCheck,
 };
