@@ -4,6 +4,7 @@ pub mod api;
 pub mod controller;
 pub mod http;
 pub mod leader;
+pub mod oidc;
 pub mod provider;
 pub mod secrets;
 pub mod signing;
