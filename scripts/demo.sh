@@ -52,7 +52,12 @@ wait_for_line "$work/fake.log" 'listening on' 30
 
 "$kubectl" apply --server-side -f crds/ >/dev/null
 echo "Starting tpp-operator (JWKS and callback on http://127.0.0.1:$http_port, metrics on http://127.0.0.1:$metrics_port/metrics)..."
-"$CARGO_TARGET_DIR/debug/tpp-operator" run --default-provider-url "http://127.0.0.1:$port" \
+# The fake bank as the cluster's one provider (the chart declares its providers the same way).
+cat > "$work/providers.json" <<EOF
+[{"name": "fake-bank", "profile": "leatherback", "url": "http://127.0.0.1:$port",
+  "allowedNamespaces": {"selector": {}}}]
+EOF
+"$CARGO_TARGET_DIR/debug/tpp-operator" run --providers-file "$work/providers.json" --default-provider fake-bank \
   --public-addr "127.0.0.1:$http_port" --metrics-addr "127.0.0.1:$metrics_port" > "$work/operator.log" 2>&1 &
 pids+=($!)
 

@@ -51,17 +51,28 @@ struct CheckArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Provider base URL for TppRegistrations that set no spec.providerUrl.
-    #[arg(long, env = "TPP_DEFAULT_PROVIDER_URL", default_value = tpp_operator::api::DEFAULT_PROVIDER_URL)]
-    default_provider_url: String,
-    /// Provider base URLs a TppRegistration may use, comma-separated (default: the default
-    /// provider URL only). Chosen by the platform team, never by a tenant's spec.
+    /// The ClusterProvider of TppRegistrations that name none (spec.providerRef).
+    #[arg(long, env = "TPP_DEFAULT_PROVIDER", default_value = tpp_operator::api::DEFAULT_PROVIDER)]
+    default_provider: String,
+    /// A JSON list of ClusterProviders to apply at start (each a name and a ClusterProvider
+    /// spec): the chart's `providers` value.
+    #[arg(long, env = "TPP_PROVIDERS_FILE")]
+    providers_file: Option<String>,
+    /// Removed: providers are ClusterProviders now (see README, "Migrating from
+    /// --allowed-provider-url"). Refused with that message when set.
     #[arg(
         long = "allowed-provider-url",
         env = "TPP_ALLOWED_PROVIDER_URLS",
-        value_delimiter = ','
+        hide = true
     )]
-    allowed_provider_urls: Vec<String>,
+    removed_allowed_provider_urls: Option<String>,
+    /// Removed, like --allowed-provider-url.
+    #[arg(
+        long = "default-provider-url",
+        env = "TPP_DEFAULT_PROVIDER_URL",
+        hide = true
+    )]
+    removed_default_provider_url: Option<String>,
     /// Label and annotation keys spec.secretTemplate may set, comma-separated (`*` matches any
     /// characters); default: any key not denied.
     #[arg(
@@ -232,16 +243,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// The operator-wide settings from the flags.
 fn settings(args: &RunArgs) -> Result<Settings, String> {
-    let default_provider_url = parse_base_url(&args.default_provider_url)
-        .map_err(|e| format!("--default-provider-url: {e}"))?;
-    let mut allowed_providers = args
-        .allowed_provider_urls
+    let removed = [
+        &args.removed_allowed_provider_urls,
+        &args.removed_default_provider_url,
+    ];
+    if removed
         .iter()
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| parse_base_url(u.trim()).map_err(|e| format!("--allowed-provider-url: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    if allowed_providers.is_empty() {
-        allowed_providers.push(default_provider_url.clone());
+        .any(|v| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
+    {
+        // Silently ignoring them could send a registration's credentials to another host.
+        return Err("--allowed-provider-url and --default-provider-url (TPP_ALLOWED_PROVIDER_URLS, TPP_DEFAULT_PROVIDER_URL) were removed: providers are ClusterProviders now. Create one ClusterProvider per provider URL, allowing the namespaces that use it, and name the default one with --default-provider (the chart does both from its `providers` value); see README, \"Migrating from --allowed-provider-url\".".into());
     }
     let public_url = match &args.public_url {
         Some(raw) => Some(parse_base_url(raw).map_err(|e| format!("--public-url: {e}"))?),
@@ -249,8 +260,7 @@ fn settings(args: &RunArgs) -> Result<Settings, String> {
     };
     Ok(Settings {
         public_url,
-        default_provider_url,
-        allowed_providers,
+        default_provider: args.default_provider.clone(),
         namespaces: args
             .namespaces
             .iter()
@@ -292,6 +302,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
     check::crds_readable(&client, &settings.namespaces).await.map_err(|e| {
         format!("cannot list TppRegistrations; are the CRDs installed (kubectl apply -f crds/) and RBAC granted? {e}")
     })?;
+    if let Some(path) = args.providers_file.as_deref().filter(|p| !p.is_empty()) {
+        let applied = controller::providers::apply_declared(&client, path).await?;
+        tracing::info!(providers = ?applied, "declared ClusterProviders applied");
+    }
     let metrics = Arc::new(Metrics::new());
     let provider = ProviderClient::new(
         &ProviderConfig {
@@ -329,8 +343,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         shutdown.clone(),
     ));
     tracing::info!(
-        provider = %ctx.settings.default_provider_url,
-        allowed = ?ctx.settings.allowed_providers.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        default_provider = %ctx.settings.default_provider,
         namespaces = ?ctx.settings.namespaces,
         leader_elect = args.leader_elect,
         "tpp-operator started"

@@ -261,8 +261,14 @@ pub struct RequestObjectClaims {
     pub nonce: String,
     /// Issued at (Unix seconds).
     pub iat: i64,
+    /// Not before (Unix seconds): FAPI 1 Advanced requires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// Expiry (Unix seconds).
     pub exp: i64,
+    /// Where the provider puts its answer, when not its default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_mode: Option<String>,
     /// `{"id_token": {"openbanking_intent_id": {"value": ConsentId, "essential": true}}}`.
     pub claims: serde_json::Value,
 }
@@ -294,8 +300,21 @@ impl RequestObjectClaims {
             state: state.to_string(),
             nonce: nonce.to_string(),
             iat,
+            nbf: None,
             exp: iat + lifetime_secs,
+            response_mode: None,
             claims: serde_json::json!({"id_token": {"openbanking_intent_id": intent}}),
+        }
+    }
+
+    /// The same as FAPI 1 Advanced wants it at a standard bank: `nbf`, the `openid` scope, and
+    /// `response_mode` when the bank answers elsewhere than its default.
+    pub fn fapi(self, response_mode: Option<&str>) -> Self {
+        RequestObjectClaims {
+            nbf: Some(self.iat),
+            scope: "openid accounts".into(),
+            response_mode: response_mode.map(str::to_string),
+            ..self
         }
     }
 }

@@ -11,7 +11,8 @@ use yaml_serde::Value;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const IMAGE: &str = "registry.example.com/tpp-operator";
-const CRD_NAMES: [&str; 2] = [
+const CRD_NAMES: [&str; 3] = [
+    "clusterproviders.tpp-operator.dev",
     "tppregistrations.tpp-operator.dev",
     "accountconsents.tpp-operator.dev",
 ];
@@ -108,6 +109,22 @@ fn seq(v: &Value) -> &[Value] {
 
 fn strings(v: &Value) -> BTreeSet<&str> {
     seq(v).iter().filter_map(Value::as_str).collect()
+}
+
+/// The providers the chart declares (its ConfigMap's providers.json), as JSON.
+fn providers(rendered: &[Value]) -> Vec<serde_json::Value> {
+    let map = of_kind(rendered, "ConfigMap")
+        .into_iter()
+        .find(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-providers"))
+        })
+        .expect("the providers ConfigMap");
+    let text = map["data"]["providers.json"]
+        .as_str()
+        .expect("providers.json");
+    serde_json::from_str(text).expect("a JSON list")
 }
 
 fn pod_spec(rendered: &[Value]) -> &Value {
@@ -217,10 +234,19 @@ fn default_render_is_hardened_and_carries_the_crds() {
         env(container, "TPP_HTTP_ADDR").is_none(),
         "replaced by the two above"
     );
+    // The default provider, applied by the operator from the chart's `providers`.
     assert_eq!(
-        env(container, "TPP_ALLOWED_PROVIDER_URLS").expect("allowlist")["value"].as_str(),
-        Some("https://api-openbanking.leatherback.co")
+        env(container, "TPP_DEFAULT_PROVIDER").expect("default provider")["value"].as_str(),
+        Some("leatherback")
     );
+    assert_eq!(
+        env(container, "TPP_PROVIDERS_FILE").expect("providers file")["value"].as_str(),
+        Some("/etc/tpp-operator/providers/providers.json")
+    );
+    let declared = providers(&rendered);
+    assert_eq!(declared.len(), 1);
+    assert_eq!(declared[0]["name"], "leatherback");
+    assert_eq!(declared[0]["url"], "https://api-openbanking.leatherback.co");
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(
             container[probe]["httpGet"]["port"].as_str(),
@@ -377,12 +403,19 @@ fn a_namespace_list_installs_nothing_cluster_wide() {
             !strings(&rule["resources"]).contains("secrets"),
             "ClusterRole {role} grants Secrets"
         );
-        assert!(
-            !strings(&rule["apiGroups"]).contains(""),
-            "ClusterRole {role} grants core resources"
-        );
+        // Of the core resources, only reading namespaces (their labels, for ClusterProviders
+        // that select namespaces by label).
+        if strings(&rule["apiGroups"]).contains("") {
+            assert_eq!(
+                strings(&rule["resources"]),
+                BTreeSet::from(["namespaces"]),
+                "{role}"
+            );
+            assert_eq!(strings(&rule["verbs"]), BTreeSet::from(["get"]), "{role}");
+        }
     }
-    // The only ClusterRole bound to the operator: get on the two CRDs, by name.
+    // The ClusterRoles bound to the operator: get on the CRDs, by name, and the
+    // ClusterProviders (cluster-scoped: the platform team's providers).
     let bound: Vec<&str> = of_kind(&rendered, "ClusterRoleBinding")
         .iter()
         .filter(|b| {
@@ -392,8 +425,24 @@ fn a_namespace_list_installs_nothing_cluster_wide() {
         })
         .filter_map(|b| b["roleRef"]["name"].as_str())
         .collect();
-    assert_eq!(bound, vec!["tpp-system-t-tpp-operator-crd-check"]);
-    let check = named(&rendered, "ClusterRole", bound[0]);
+    assert_eq!(
+        bound,
+        vec![
+            "tpp-system-t-tpp-operator-providers",
+            "tpp-system-t-tpp-operator-crd-check"
+        ]
+    );
+    let providers_role = named(&rendered, "ClusterRole", bound[0]);
+    let provider_rules = seq(&providers_role["rules"]);
+    assert!(provider_rules.iter().all(|r| {
+        let resources = strings(&r["resources"]);
+        resources.is_subset(&BTreeSet::from([
+            "clusterproviders",
+            "clusterproviders/status",
+            "namespaces",
+        ]))
+    }));
+    let check = named(&rendered, "ClusterRole", bound[1]);
     let rules = seq(&check["rules"]);
     assert_eq!(rules.len(), 1);
     assert_eq!(
@@ -634,7 +683,16 @@ fn aggregated_roles_extend_view_edit_and_admin() {
             .collect();
         assert_eq!(found.len(), 1, "{label}");
         let rules = seq(&found[0]["rules"]);
-        assert_eq!(rules.len(), 1);
+        assert_eq!(rules.len(), 2);
+        // ClusterProviders are the platform team's: every role may read, none may change.
+        assert_eq!(
+            strings(&rules[1]["resources"]),
+            BTreeSet::from(["clusterproviders"])
+        );
+        assert_eq!(
+            strings(&rules[1]["verbs"]),
+            BTreeSet::from(["get", "list", "watch"])
+        );
         assert_eq!(
             strings(&rules[0]["apiGroups"]),
             BTreeSet::from(["tpp-operator.dev"])
@@ -746,8 +804,8 @@ fn every_escape_hatch_renders() {
         "serviceAccount.create=false",
         "--set",
         "serviceAccount.name=existing",
-        "--set",
-        "allowedProviderUrls={https://api-openbanking.leatherback.co,https://sandbox.example.com}",
+        "--set-json",
+        r#"providers=[{"name":"leatherback","profile":"leatherback","url":"https://api-openbanking.leatherback.co"},{"name":"sandbox","profile":"openbanking-uk","url":"https://sandbox.example.com","allowedNamespaces":{"selector":{}}}]"#,
         "--set",
         "ingress.enabled=true",
         "--set",
@@ -802,9 +860,17 @@ fn every_escape_hatch_renders() {
     assert!(of_kind(&rendered, "RoleBinding")
         .iter()
         .all(|b| b["subjects"][0]["name"].as_str() == Some("existing")));
+    let declared = providers(&rendered);
+    let names: Vec<&str> = declared.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, vec!["leatherback", "sandbox"]);
+    // An entry without allowedNamespaces allows the watched namespaces; one with keeps its own.
     assert_eq!(
-        env(container, "TPP_ALLOWED_PROVIDER_URLS").expect("allowlist")["value"].as_str(),
-        Some("https://api-openbanking.leatherback.co,https://sandbox.example.com")
+        declared[0]["allowedNamespaces"],
+        serde_json::json!({"names": ["team-a"]})
+    );
+    assert_eq!(
+        declared[1]["allowedNamespaces"],
+        serde_json::json!({"selector": {}})
     );
     // The Ingress reaches the public port only; the ServiceMonitor scrapes the metrics port.
     let ingress = of_kind(&rendered, "Ingress")[0];
@@ -845,21 +911,32 @@ fn every_escape_hatch_renders() {
 }
 
 #[test]
-fn the_default_provider_must_be_allowed() {
+fn the_default_provider_must_be_declared() {
     let err = refused(&template_args(&[
         "--set",
         "watchNamespaces={team-a}",
         "--set",
-        "allowedProviderUrls={https://sandbox.example.com}",
+        "defaultProvider=sandbox",
     ]));
-    assert!(err.contains("allowedProviderUrls"), "{err}");
-    // A trailing slash is the same URL.
-    render(&[
+    assert!(err.contains("defaultProvider"), "{err}");
+    // Providers managed outside the chart: no list, any default name.
+    let rendered = render(&[
         "--set",
         "watchNamespaces={team-a}",
+        "--set-json",
+        "providers=[]",
         "--set",
-        "allowedProviderUrls={https://api-openbanking.leatherback.co/}",
+        "defaultProvider=managed-elsewhere",
     ]);
+    assert!(of_kind(&rendered, "ConfigMap").is_empty());
+    let container = &pod_spec(&rendered)["containers"][0];
+    assert!(env(container, "TPP_PROVIDERS_FILE").is_none());
+    // With clusterWide, a provider allows every namespace.
+    let wide = render(&["--set", "clusterWide=true"]);
+    assert_eq!(
+        providers(&wide)[0]["allowedNamespaces"],
+        serde_json::json!({"selector": {}})
+    );
 }
 
 #[test]
@@ -911,10 +988,8 @@ fn notes_warn_when_the_callback_is_unreachable() {
 fn invalid_values_are_refused() {
     for (set, key) in [
         ("logFormat=xml", "logFormat"),
-        (
-            "allowedProviderUrls={https://api-openbanking.leatherback.co,ftp://x}",
-            "/allowedProviderUrls/1",
-        ),
+        ("providers[0].url=ftp://x", "/providers/0/url"),
+        ("providers[0].profile=ob", "/providers/0/profile"),
         ("image.digest=latest", "/image/digest"),
         ("unknownValue=1", "unknownValue"),
     ] {
@@ -1050,8 +1125,6 @@ async fn helm_install_and_uninstall_on_a_real_api_server() {
             &digest,
             "--set",
             &watch,
-            "--set",
-            "allowedProviderUrls={https://api-openbanking.leatherback.co,https://sandbox.example.com}",
             "--set",
             "publicUrl=https://tpp.example.com",
             "--set",

@@ -27,7 +27,7 @@ fn crds_carry_the_contract() {
     let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
         .collect();
-    assert_eq!(docs.len(), 2);
+    assert_eq!(docs.len(), 3);
     let by_kind = |kind: &str| {
         docs.iter()
             .find(|d| d["spec"]["names"]["kind"].as_str() == Some(kind))

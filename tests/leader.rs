@@ -48,14 +48,14 @@ async fn only_the_leader_calls_the_provider_and_a_standby_takes_over() {
     let lease = |id: &str| LeaseConfig::new(ns.clone(), LEASE.into(), id.into(), LEASE_DURATION);
 
     let (a, _stop_a, task_a) =
-        Operator::start_elected(&client, &ns, &fake.base_url(), lease("replica-a"));
+        Operator::start_elected(&client, &ns, &fake.base_url(), lease("replica-a")).await;
     let led = wait_for(Duration::from_secs(10), || async {
         (holder(&leases).await.as_deref() == Some("replica-a")).then_some(())
     })
     .await;
     assert!(led.is_some(), "replica-a never took the lease");
     let (b, stop_b, task_b) =
-        Operator::start_elected(&client, &ns, &fake.base_url(), lease("replica-b"));
+        Operator::start_elected(&client, &ns, &fake.base_url(), lease("replica-b")).await;
 
     create_secret(
         &client,

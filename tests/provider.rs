@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tpp_operator::provider::{
     ClientCredentials, ConsentRequest, ConsentRequestData, ProviderClient, ProviderConfig,
-    ProviderError, RegistrationRequest, Sensitive,
+    ProviderError, RegistrationRequest, Sensitive, Target,
 };
 use tpp_operator::telemetry::Metrics;
 use url::Url;
@@ -32,11 +32,24 @@ fn organisation() -> RegistrationRequest {
     }
 }
 
+/// The fake as a Leatherback provider with the client's default limits.
+fn target(fake: &FakeProvider, c: &ProviderClient) -> Target {
+    let url: Url = fake.base_url().parse().expect("url");
+    Target::leatherback(
+        "fake",
+        url,
+        c.default_limits().clone(),
+        Default::default(),
+        None,
+    )
+    .expect("target")
+}
+
 async fn registered(
     fake: &FakeProvider,
     c: &ProviderClient,
-) -> (Url, ClientCredentials, Sensitive) {
-    let base: Url = fake.base_url().parse().expect("url");
+) -> (Target, ClientCredentials, Sensitive) {
+    let base = target(fake, c);
     let reg = c
         .register(&base, &Sensitive::new("sig"), &organisation())
         .await
@@ -98,12 +111,12 @@ async fn consent_lifecycle_and_code_exchange() {
 
     let code = Sensitive::new(fake.issue_authorization_code(&id).expect("code"));
     let customer = c
-        .exchange_code(&base, &creds, &code)
+        .exchange_code(&base, &creds, &code, "https://cway.example/cb")
         .await
         .expect("exchange");
     assert!(customer.id_token.is_some());
     let replay = c
-        .exchange_code(&base, &creds, &code)
+        .exchange_code(&base, &creds, &code, "https://cway.example/cb")
         .await
         .expect_err("a code works once");
     assert_eq!(replay.status(), Some(400));
@@ -173,7 +186,14 @@ async fn errors_are_classified() {
     assert!(!e.is_transient());
     assert!(!e.to_string().contains("wrong-password"));
 
-    let closed: Url = "http://127.0.0.1:9".parse().expect("url");
+    let closed = Target::leatherback(
+        "closed",
+        "http://127.0.0.1:9".parse().expect("url"),
+        c.default_limits().clone(),
+        Default::default(),
+        None,
+    )
+    .expect("target");
     let e = c
         .client_token(&closed, &creds, "account")
         .await

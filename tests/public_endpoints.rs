@@ -25,8 +25,7 @@ async fn listener(limits: PublicLimits) -> (String, ApiHandle) {
     let provider =
         ProviderClient::new(&ProviderConfig::default(), metrics.clone()).expect("client");
     let settings = Settings {
-        default_provider_url: "https://bank.example".parse().expect("url"),
-        allowed_providers: vec!["https://bank.example".parse().expect("url")],
+        default_provider: "leatherback".into(),
         namespaces: vec![],
         public_url: None,
         consent_poll_interval: Duration::from_secs(10),

@@ -85,8 +85,18 @@ impl Operator {
         let (port, public_port) = (free_port()?, free_port()?);
         let log = std::fs::File::create(args.log).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
+        // The fake bank as the one ClusterProvider, declared as the chart declares its own.
+        let providers = args.log.with_extension("providers.json");
+        let declared = serde_json::json!([{
+            "name": "bench",
+            "profile": "leatherback",
+            "url": args.provider,
+            "allowedNamespaces": {"names": [args.namespace]},
+        }]);
+        std::fs::write(&providers, declared.to_string()).map_err(|e| e.to_string())?;
         let child = Command::new(args.binary)
-            .args(["run", "--default-provider-url", args.provider])
+            .args(["run", "--default-provider", "bench", "--providers-file"])
+            .arg(&providers)
             .args(["--namespace", args.namespace])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--public-addr", &format!("127.0.0.1:{public_port}")])

@@ -146,9 +146,20 @@ pub struct AccountConsentStatus {
     /// Name of the Secret holding the customer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret: Option<String>,
-    /// When the customer token expires; after that the customer must authorise again.
+    /// When the customer token expires; after that the customer must authorise again, unless
+    /// the provider issued a refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<Time>,
+    /// When the customer token is next refreshed (providers that issue refresh tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token_refresh_at: Option<Time>,
+    /// Name of the Secret holding the refresh token (apps never need it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_secret: Option<String>,
+    /// When the refresh token expires, if the provider says; after that (or after the consent's
+    /// expiry) the customer must authorise again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_at: Option<Time>,
     /// When the authorisation URL's request object expires (it is re-signed before that).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorisation_url_expires_at: Option<Time>,
@@ -202,6 +213,15 @@ impl AccountConsent {
                 self.metadata.name.as_deref().unwrap_or_default()
             )
         })
+    }
+
+    /// Name of the Secret holding the customer's refresh token (standard-profile providers):
+    /// the operator's alone, apps mount the token Secret.
+    pub fn refresh_token_secret_name(&self) -> String {
+        format!(
+            "{}-refresh-token",
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
     }
 
     /// Name of the Secret through which the authorisation code reaches the operator (written

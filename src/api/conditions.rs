@@ -77,6 +77,15 @@ pub mod reason {
     /// `spec.secretTemplate` sets a label or annotation key the platform team does not allow on
     /// the operator's Secrets (a replicator's, say): no Secret is written until it is removed.
     pub const SECRET_TEMPLATE_NOT_ALLOWED: &str = "SecretTemplateNotAllowed";
+    /// The customer's browser came back with a refusal the provider did not confirm: not
+    /// final, a new authorisation URL is published.
+    pub const AUTHORISATION_REFUSED: &str = "AuthorisationRefused";
+    /// A ClusterProvider is ready to be used.
+    pub const PROVIDER_READY: &str = "ProviderReady";
+    /// A ClusterProvider's spec cannot be used as it is (a bad URL or CA bundle).
+    pub const PROVIDER_MISCONFIGURED: &str = "ProviderMisconfigured";
+    /// The ClusterProvider of a registration points elsewhere than where it registered.
+    pub const PROVIDER_CHANGED: &str = "ProviderChanged";
     /// The authorisation that came back was issued for another consent, or its id token
     /// does not match this authorisation.
     pub const AUTHORISATION_MISMATCH: &str = "AuthorisationMismatch";
@@ -120,6 +129,10 @@ pub mod reason {
         PROVIDER_REDIRECTED,
         SECRET_NOT_ALLOWED,
         SECRET_TEMPLATE_NOT_ALLOWED,
+        AUTHORISATION_REFUSED,
+        PROVIDER_READY,
+        PROVIDER_MISCONFIGURED,
+        PROVIDER_CHANGED,
         AUTHORISATION_MISMATCH,
     ];
 }

@@ -1,6 +1,7 @@
 //! Custom resource types (`tpp-operator.dev/v1alpha1`) and the names shared with users.
 
 mod account_consent;
+mod cluster_provider;
 mod conditions;
 mod consent_status;
 pub mod contract;
@@ -8,6 +9,7 @@ pub mod names;
 mod tpp_registration;
 
 pub use account_consent::*;
+pub use cluster_provider::*;
 pub use conditions::*;
 pub use consent_status::ConsentStatus;
 pub use tpp_registration::*;
@@ -49,6 +51,9 @@ pub const ANNOTATION_RETRY_REGISTRATION: &str = "tpp-operator.dev/retry-registra
 pub const ANNOTATION_RETRY_CREATION: &str = "tpp-operator.dev/retry-creation";
 /// Production base URL of the Leatherback Open Banking API.
 pub const DEFAULT_PROVIDER_URL: &str = "https://api-openbanking.leatherback.co";
+/// Name of the ClusterProvider a TppRegistration uses when it names none (the chart creates it
+/// for the Leatherback production API).
+pub const DEFAULT_PROVIDER: &str = "leatherback";
 
 /// What happens to the Secrets the operator wrote when their owner is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -109,7 +114,11 @@ fn default_signature_key() -> String {
 /// The CRDs of this operator as a multi-document YAML stream, exactly as `crds/` holds them.
 pub fn crds_yaml() -> Result<String, yaml_serde::Error> {
     let mut out = String::new();
-    for crd in [TppRegistration::crd(), AccountConsent::crd()] {
+    for crd in [
+        ClusterProvider::crd(),
+        TppRegistration::crd(),
+        AccountConsent::crd(),
+    ] {
         out.push_str("---\n");
         out.push_str(&yaml_serde::to_string(&crd)?);
     }

@@ -27,14 +27,22 @@ use serde::{Deserialize, Serialize};
 )]
 #[x_kube(
     validation = Rule::new("has(self.providerUrl) == has(oldSelf.providerUrl) && (!has(self.providerUrl) || self.providerUrl == oldSelf.providerUrl)").message("providerUrl cannot change after creation: a registration belongs to one provider; create a new TppRegistration instead"),
+    validation = Rule::new("has(self.providerRef) == has(oldSelf.providerRef) && (!has(self.providerRef) || self.providerRef == oldSelf.providerRef)").message("providerRef cannot change after creation: a registration belongs to one provider; create a new TppRegistration instead"),
+    validation = Rule::new("!has(self.providerRef) || !has(self.providerUrl)").message("set providerRef (the ClusterProvider to use); providerUrl is deprecated and cannot be combined with it"),
     validation = Rule::new("!has(self.credentialsSecretName) || !has(self.tokenSecretName) || self.credentialsSecretName != self.tokenSecretName").message("credentialsSecretName and tokenSecretName must differ"),
     validation = Rule::new("(!has(self.credentialsSecretName) || self.credentialsSecretName != self.signatureCertificateSecretRef.name) && (!has(self.tokenSecretName) || self.tokenSecretName != self.signatureCertificateSecretRef.name)").message("the signature certificate Secret must not be one of the Secrets the operator writes")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TppRegistrationSpec {
-    /// Base URL of the provider's API, e.g. https://api-openbanking.leatherback.co. Defaults to
-    /// the operator's --default-provider-url (the Leatherback production API). Must be https,
-    /// except for loopback hosts used in local testing. Cannot change after creation.
+    /// The ClusterProvider (the platform team's list of banks) this registration is made with.
+    /// Default: the operator's default provider (the chart creates `leatherback`, the
+    /// Leatherback production API). Cannot change after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<ProviderRef>,
+
+    /// Deprecated: name the provider with providerRef. A base URL here is used only if a
+    /// ClusterProvider with exactly this url allows the namespace; it then is that provider.
+    /// Cannot change after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['localhost', '127.0.0.1', '::1']))").message("providerUrl must be an https URL (http is allowed only for localhost)"))]
     #[schemars(length(max = 2048))]
@@ -107,6 +115,17 @@ pub struct TppRegistrationSpec {
     /// generates a key and keeps it in Secret <name>-signing-key (keys private_key, jwk, kid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_secret_ref: Option<SigningKeySecretRef>,
+}
+
+/// A reference to a ClusterProvider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ProviderRef {
+    /// Name of the ClusterProvider.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
 }
 
 /// Where a TPP-supplied signing key is.
@@ -251,7 +270,11 @@ pub struct TppRegistrationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
-    /// The provider this object is registered with.
+    /// The ClusterProvider this object uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The provider URL this object registered with (or adopted credentials for): it never
+    /// changes silently, even if a ClusterProvider does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_url: Option<String>,
     /// Client id issued by the provider (not a secret).

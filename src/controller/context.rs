@@ -2,8 +2,10 @@
 //! operator's settings.
 
 use super::consent::polling::PollBook;
+use super::providers::ProviderDirectory;
 use super::readiness::Readiness;
 use super::registration::keygen::KeyGenerator;
+use crate::oidc::BankKeyCache;
 use crate::provider::ProviderClient;
 use crate::secrets::{SecretCache, Secrets, TemplatePolicy};
 use crate::signing::KeyCache;
@@ -103,10 +105,8 @@ impl OwnWrites {
 /// Operator-wide settings the reconcilers need.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Provider base URL for objects that do not name one.
-    pub default_provider_url: Url,
-    /// Provider base URLs an object may use: chosen by the platform team, never by a spec.
-    pub allowed_providers: Vec<Url>,
+    /// The ClusterProvider of registrations that name none.
+    pub default_provider: String,
     /// Namespaces to watch; empty watches all namespaces.
     pub namespaces: Vec<String>,
     /// External base URL of the operator's HTTP server (JWKS, callback), if it has one.
@@ -119,31 +119,6 @@ pub struct Settings {
     pub consent_poll_rate: f64,
     /// Which label and annotation keys `spec.secretTemplate` may set.
     pub template_policy: TemplatePolicy,
-}
-
-impl Settings {
-    /// Whether the provider at `url` may be called: same scheme, host, port and path as an
-    /// allowed one (a trailing slash aside).
-    pub fn allows_provider(&self, url: &Url) -> bool {
-        let key = |u: &Url| {
-            (
-                u.scheme().to_string(),
-                u.host_str().map(str::to_ascii_lowercase),
-                u.port_or_known_default(),
-                u.path().trim_end_matches('/').to_string(),
-            )
-        };
-        self.allowed_providers.iter().any(|a| key(a) == key(url))
-    }
-
-    /// The allowed providers, for messages.
-    pub fn allowed_providers_text(&self) -> String {
-        self.allowed_providers
-            .iter()
-            .map(|u| u.as_str().trim_end_matches('/'))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -167,6 +142,10 @@ pub struct Context {
     pub(crate) consent_polls: PollBook,
     /// Makes signing keys, one at a time, off the reconcilers.
     pub(crate) keygen: KeyGenerator,
+    /// The ClusterProviders, ready to be called.
+    pub(crate) providers: ProviderDirectory,
+    /// Standard banks' signing keys, for their id tokens.
+    pub(crate) bank_keys: BankKeyCache,
     /// Signing keys parsed once per version of their Secret.
     pub(crate) keys: KeyCache,
     /// What this operator's reconcilers wrote last, to recognise it coming back.
@@ -197,6 +176,8 @@ impl Context {
             readiness: Readiness::default(),
             consent_polls: PollBook::default(),
             keygen: KeyGenerator::start(),
+            providers: ProviderDirectory::default(),
+            bank_keys: BankKeyCache::default(),
             keys: KeyCache::default(),
             own_writes: OwnWrites::default(),
             secret_cache: Arc::default(),
@@ -212,35 +193,5 @@ impl Context {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_allowed_providers_may_be_called() {
-        let settings = Settings {
-            default_provider_url: "https://bank.example".parse().unwrap(),
-            allowed_providers: vec![
-                "https://bank.example".parse().unwrap(),
-                "https://sandbox.bank.example/api/".parse().unwrap(),
-            ],
-            namespaces: vec![],
-            public_url: None,
-            consent_poll_interval: Duration::from_secs(10),
-            consent_poll_rate: 1.0,
-            template_policy: Default::default(),
-        };
-        let allows = |u: &str| settings.allows_provider(&u.parse().unwrap());
-        assert!(allows("https://bank.example/"));
-        assert!(allows("https://BANK.example:443"));
-        assert!(allows("https://sandbox.bank.example/api"));
-        assert!(!allows("http://bank.example"));
-        assert!(!allows("https://bank.example.evil.io"));
-        assert!(!allows("https://bank.example:8443"));
-        assert!(!allows("https://sandbox.bank.example/other"));
-        assert!(!allows("https://attacker@evil.io"));
     }
 }

@@ -5,9 +5,11 @@
 
 use super::{Context, ManualClock, Settings};
 use crate::api::{
-    AccountConsent, ConsentStatus, PublishedKey, RegistrationState, TppRegistration, FINALIZER,
+    AccountConsent, AllowedNamespaces, ConsentStatus, PublishedKey, RegistrationState,
+    TppRegistration, FINALIZER,
 };
-use crate::provider::{ProviderClient, ProviderConfig};
+use crate::controller::providers::{ProviderEntry, ProviderState};
+use crate::provider::{ProviderClient, ProviderConfig, Target};
 use crate::signing::SigningKey;
 use crate::telemetry::Metrics;
 use http::{Request, Response};
@@ -64,12 +66,14 @@ fn ready_condition(ready: bool, reason: &str, at: Timestamp) -> Condition {
 }
 
 impl TppRegistration {
-    /// The same, registered at `at` with `provider` as client C1, Ready.
+    /// The same, registered at `at` with `provider` (the context's ClusterProvider `p0`) as
+    /// client C1, Ready.
     pub fn registered(mut self, at: Timestamp, provider: &str) -> Self {
         let name = self.name_any();
         let status = self.status.get_or_insert_with(Default::default);
         status.observed_generation = Some(1);
         status.conditions = vec![ready_condition(true, "TokenRefreshed", at)];
+        status.provider = Some("p0".into());
         status.provider_url = Some(provider.into());
         status.client_id = Some("C1".into());
         status.registration = Some(RegistrationState::Registered);
@@ -150,7 +154,9 @@ impl AccountConsent {
     }
 }
 
-/// A context whose Kubernetes client talks to a script, with a manual clock at `now`.
+/// A context whose Kubernetes client talks to a script, with a manual clock at `now`, and one
+/// Leatherback ClusterProvider `p<i>` per URL of `allowed` that allows namespace `default`
+/// (`p0` is the default provider).
 pub fn context(now: Timestamp, allowed: &[&str]) -> (Arc<Context>, Arc<ManualClock>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
@@ -166,8 +172,7 @@ pub fn context(now: Timestamp, allowed: &[&str]) -> (Arc<Context>, Arc<ManualClo
     )
     .expect("provider client");
     let settings = Settings {
-        default_provider_url: "https://bank.example".parse().expect("url"),
-        allowed_providers: allowed.iter().map(|u| u.parse().expect("url")).collect(),
+        default_provider: "p0".into(),
         namespaces: vec!["default".into()],
         public_url: None,
         consent_poll_interval: Duration::from_secs(10),
@@ -176,6 +181,29 @@ pub fn context(now: Timestamp, allowed: &[&str]) -> (Arc<Context>, Arc<ManualClo
     };
     let clock = Arc::new(ManualClock::new(now));
     let ctx = Context::new(client, provider, metrics, settings).with_clock(clock.clone());
+    for (i, url) in allowed.iter().enumerate() {
+        let url: url::Url = url.parse().expect("url");
+        let name = format!("p{i}");
+        let target = Target::leatherback(
+            &name,
+            url.clone(),
+            ctx.provider.default_limits().clone(),
+            Default::default(),
+            None,
+        )
+        .expect("target");
+        ctx.providers.set(ProviderEntry {
+            name,
+            generation: Some(1),
+            url: Some(url),
+            allowed: AllowedNamespaces {
+                names: vec!["default".into()],
+                selector: None,
+            },
+            state: ProviderState::Ready(Arc::new(target)),
+        });
+    }
+    ctx.providers.mark_synced();
     (Arc::new(ctx), clock, ApiServer(handle))
 }
 

@@ -4,40 +4,14 @@
 //! its registration gather through here; what to do with the inputs (register or adopt,
 //! refresh or wait, sign or not) is decided after, by each phase.
 
+use super::providers::{resolve, ProviderRefusal, Resolved};
 use super::Context;
 use crate::api::contract::{ClientCredentials, Sensitive};
 use crate::api::{contract, SigningKeySource, TppRegistration, LABEL_SIGNING_KEY};
-use crate::provider::parse_base_url;
 use crate::secrets::{signing_key, text_value, SecretError, Secrets};
 use crate::signing::SigningKey;
 use k8s_openapi::api::core::v1::Secret;
 use std::sync::Arc;
-use url::Url;
-
-/// The provider a registration talks to.
-#[derive(Clone, Debug)]
-pub(crate) struct ProviderTarget {
-    /// Its base URL as configured (spec, status or the operator's default).
-    pub url: String,
-    /// The same, parsed.
-    pub base: Url,
-}
-
-/// Why a registration may not talk to its provider.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ProviderRefusal {
-    /// The URL is not a usable base URL.
-    #[error("{0}")]
-    Invalid(String),
-    /// The platform team does not allow this provider.
-    #[error("the provider {url} is not one this operator may call (allowed: {allowed})")]
-    NotAllowed {
-        /// The provider's URL.
-        url: String,
-        /// The allowed providers, for the message.
-        allowed: String,
-    },
-}
 
 /// Why a registration's credentials cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -68,25 +42,11 @@ impl<'a> RegistrationInputs<'a> {
         }
     }
 
-    /// The provider it talks to: the one it registered with, else its spec's, else the
-    /// operator's default; refused unless the platform team allows it. Checked before any
-    /// Secret is read or sent: a tenant must not point the operator at a host of their choosing
-    /// and receive the namespace's secrets there.
-    pub fn provider(&self) -> Result<ProviderTarget, ProviderRefusal> {
-        let settings = &self.ctx.settings;
-        let url = self
-            .obj
-            .provider_url()
-            .map(str::to_string)
-            .unwrap_or_else(|| settings.default_provider_url.to_string());
-        let base = parse_base_url(&url).map_err(|e| ProviderRefusal::Invalid(e.to_string()))?;
-        if !settings.allows_provider(&base) {
-            return Err(ProviderRefusal::NotAllowed {
-                url,
-                allowed: settings.allowed_providers_text(),
-            });
-        }
-        Ok(ProviderTarget { url, base })
+    /// The provider it talks to, refused unless its ClusterProvider allows the namespace (see
+    /// `providers::resolve`). Checked before any Secret is read or sent: a tenant must not
+    /// point the operator at a host of their choosing and receive the namespace's secrets there.
+    pub async fn provider(&self) -> Result<Resolved, ProviderRefusal> {
+        resolve(self.ctx, self.obj).await
     }
 
     /// Its credentials Secret as it is, if it exists.

@@ -12,11 +12,13 @@ mod error;
 mod fixtures;
 mod frame;
 mod inputs;
+pub mod providers;
 mod readiness;
 pub(crate) mod registration;
 mod report;
 pub(crate) mod schedule;
 mod time;
+pub(crate) mod token_schedule;
 mod wiring;
 
 pub use context::{Clock, Context, ManualClock, Settings, SystemClock};

@@ -3,8 +3,8 @@
 
 use super::error::Error;
 use super::frame::{reconcile, Reconciled, SECRET};
-use super::{consent, Context};
-use crate::api::{AccountConsent, TppRegistration};
+use super::{consent, providers, registration, Context};
+use crate::api::{AccountConsent, ClusterProvider, TppRegistration};
 use crate::leader::{self, LeaseConfig, LostLeadership};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -12,7 +12,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Client;
+use kube::{Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -52,13 +52,46 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
     } else {
         ctx.settings.namespaces.iter().cloned().map(Some).collect()
     };
-    // Ready once every watch (two kinds per scope) has listed its objects, not merely when the
-    // process is up.
-    ctx.readiness.syncing(scopes.len() * 2);
+    // Ready once every watch (the ClusterProviders, and two kinds per scope) has listed its
+    // objects, not merely when the process is up.
+    ctx.readiness.syncing(1 + scopes.len() * 2);
     let controllers = scopes
         .into_iter()
         .map(|scope| run_scope(ctx.clone(), scope, stop.clone()));
-    futures::future::join_all(controllers).await;
+    futures::future::join(
+        run_providers(ctx.clone(), stop.clone()),
+        futures::future::join_all(controllers),
+    )
+    .await;
+}
+
+/// Runs the ClusterProvider controller until `stop` is cancelled. Its watch keeps the provider
+/// directory in step (entries appear and go with their objects); its reconciles read the
+/// standard profile's discovery documents and write the status.
+async fn run_providers(ctx: Arc<Context>, stop: CancellationToken) {
+    let (reader, writer) = kube::runtime::reflector::store();
+    let observer = ctx.clone();
+    let stream = watcher(
+        Api::<ClusterProvider>::all(ctx.client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|obj: &mut ClusterProvider| obj.metadata.managed_fields = None)
+    .inspect_ok(move |event| providers::observe(event, &observer))
+    .reflect(writer)
+    .touched_objects();
+    report_when_synced(reader.clone(), ctx.clone());
+    Controller::for_stream(stream, reader)
+        .with_config(controller_config())
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(providers::reconcile, provider_error_policy, ctx)
+        .for_each(log_loop_error)
+        .await;
+}
+
+fn provider_error_policy(obj: Arc<ClusterProvider>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(provider = %obj.name_any(), error = %error, "ClusterProvider reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
 }
 
 /// Reports the store to the readiness once it has listed its objects.
@@ -124,7 +157,19 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, stop: Cancellat
         ctx.clone(),
     );
     report_when_synced(registrations.store(), ctx.clone());
+    // A ClusterProvider that changes (or becomes ready) wakes the registrations that use it.
+    let registration_store = registrations.store();
+    let default_provider = ctx.settings.default_provider.clone();
+    let provider_changes = watcher(
+        Api::<PartialObjectMeta<ClusterProvider>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .touched_objects();
     let registrations = registrations
+        .watches_stream(provider_changes, move |provider| {
+            registration::using_provider(&registration_store, &provider, &default_provider)
+        })
         .owns_stream(secrets())
         .with_config(controller_config())
         .graceful_shutdown_on(stop.clone().cancelled_owned())

@@ -17,6 +17,12 @@ pub enum Endpoint {
     ConsentGet,
     /// `DELETE /account-access-consents/{id}`.
     ConsentDelete,
+    /// The token endpoint with a refresh token (standard profile).
+    RefreshToken,
+    /// The standard profile's discovery document.
+    Discovery,
+    /// The bank's keys (standard profile).
+    Jwks,
 }
 
 impl Endpoint {
@@ -29,6 +35,9 @@ impl Endpoint {
             Endpoint::ConsentCreate => "consent_create",
             Endpoint::ConsentGet => "consent_get",
             Endpoint::ConsentDelete => "consent_delete",
+            Endpoint::RefreshToken => "refresh_token",
+            Endpoint::Discovery => "discovery",
+            Endpoint::Jwks => "jwks",
         }
     }
 }
@@ -114,6 +123,14 @@ pub enum ProviderError {
     /// The configured provider URL cannot be used.
     #[error("invalid provider URL: {0}")]
     InvalidUrl(String),
+    /// The provider's profile has no such call.
+    #[error("{endpoint}: this provider's profile does not support {what}")]
+    Unsupported {
+        /// Endpoint that would have been called.
+        endpoint: Endpoint,
+        /// What is missing.
+        what: &'static str,
+    },
     /// Not sent: the provider host is paused after a 429, or too many calls wait for it.
     #[error("{endpoint} call not sent: {}; try again in {}s", if *paused { "the provider asked to wait (429 Retry-After)" } else { "too many calls are waiting for this provider" }, retry_after.as_secs().max(1))]
     Throttled {
@@ -141,7 +158,9 @@ impl ProviderError {
             ProviderError::Status { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
-            ProviderError::Redirected { .. } | ProviderError::InvalidUrl(_) => false,
+            ProviderError::Redirected { .. }
+            | ProviderError::InvalidUrl(_)
+            | ProviderError::Unsupported { .. } => false,
         }
     }
 

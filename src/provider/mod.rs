@@ -1,9 +1,12 @@
-//! The one HTTP client for the provider's API: typed calls, a timeout, a per-host rate limit,
-//! error classification, and no secret in any log line or error.
+//! The one client for the providers' APIs: typed calls in each provider's dialect
+//! (`calls.rs`), a timeout and a rate limit per provider (`Target`), error classification, and no
+//! secret in any log line or error.
 
 mod answer;
+mod calls;
 mod error;
 mod ratelimit;
+mod target;
 pub mod token;
 mod types;
 
@@ -11,6 +14,7 @@ use answer::{check_bearer_token, error_detail, parse, parse_retry_after, root_ca
 pub use answer::{MAX_BODY_BYTES, MAX_TOKEN_BYTES};
 pub use error::{Endpoint, ProviderError};
 pub use ratelimit::{RateLimiter, TokenBucket};
+pub use target::{http_client, join, Endpoints, Limits, Target};
 pub use types::*;
 
 use crate::telemetry::Metrics;
@@ -18,18 +22,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use url::Url;
 
-/// Settings of the provider client.
+/// Settings of the provider client: the limits of providers that set none themselves.
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
     /// Timeout of one whole call.
     pub timeout: Duration,
-    /// Requests per second allowed per provider host.
+    /// Requests per second allowed per provider.
     pub rate_limit: f64,
     /// Burst allowed above the rate.
     pub burst: u32,
     /// Longest Retry-After honoured: a provider asking for more is waited for this long.
     pub max_retry_after: Duration,
-    /// Calls that may wait for one provider host at a time; more are refused at once
+    /// Calls that may wait for one provider at a time; more are refused at once
     /// (`Throttled`) so that they do not hold reconcile slots other providers' objects need.
     pub max_waiters: usize,
 }
@@ -46,202 +50,73 @@ impl Default for ProviderConfig {
     }
 }
 
-/// Client for the provider API, shared by all reconcilers.
+impl ProviderConfig {
+    /// The limits of a provider that sets none.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rate: self.rate_limit,
+            burst: self.burst,
+            timeout: self.timeout,
+            max_retry_after: self.max_retry_after,
+        }
+    }
+}
+
+/// Client for the providers' APIs, shared by all reconcilers.
 pub struct ProviderClient {
-    http: reqwest::Client,
     limiter: RateLimiter,
-    timeout: Duration,
-    max_retry_after: Duration,
+    defaults: Limits,
     metrics: Arc<Metrics>,
 }
 
 impl ProviderClient {
-    /// Builds the client; the TLS roots are the operating system's.
+    /// The client; `config` gives the limits of providers that set none.
     pub fn new(config: &ProviderConfig, metrics: Arc<Metrics>) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            // Never follow a redirect: it would re-send credentials to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("tpp-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::InvalidUrl(format!("cannot build HTTP client: {e}")))?;
         Ok(ProviderClient {
-            http,
-            limiter: RateLimiter::new(config.rate_limit, config.burst, config.max_waiters),
-            timeout: config.timeout,
-            max_retry_after: config.max_retry_after,
+            limiter: RateLimiter::new(config.max_waiters),
+            defaults: config.limits(),
             metrics,
         })
     }
 
-    /// How long a call to the provider at `base` would be held back now, if it would be (see
+    /// The limits of a provider that sets none.
+    pub fn default_limits(&self) -> &Limits {
+        &self.defaults
+    }
+
+    /// How long a call to `target` would be held back now, if it would be (see
     /// `RateLimiter`); asked before a non-idempotent call records its attempt.
-    pub fn throttled(&self, base: &Url) -> Option<Duration> {
-        self.limiter
-            .throttled(&authority(base))
-            .map(|t| t.retry_after)
-    }
-
-    /// Registers the organisation (`POST /api/account/registration`). Not idempotent.
-    pub async fn register(
-        &self,
-        base: &Url,
-        signature_certificate: &Sensitive,
-        request: &RegistrationRequest,
-    ) -> Result<RegistrationResponse, ProviderError> {
-        let endpoint = Endpoint::Registration;
-        let url = join(base, "api/account/registration")?;
-        let builder = self
-            .http
-            .post(url.clone())
-            .header("signature-certificate", signature_certificate.expose())
-            .json(request);
-        let parsed: RegistrationResponse = self
-            .call(endpoint, &url, builder, &[signature_certificate.expose()])
-            .await?;
-        if parsed.client_id.trim().is_empty() || parsed.certificate.is_blank() {
-            return Err(ProviderError::Malformed {
-                endpoint,
-                detail: "ClientId or Certificate is empty".into(),
-            });
-        }
-        Ok(parsed)
-    }
-
-    /// Obtains a client-credentials access token (`POST /auth/token`, form-encoded).
-    pub async fn client_token(
-        &self,
-        base: &Url,
-        credentials: &ClientCredentials,
-        scope: &str,
-    ) -> Result<TokenResponse, ProviderError> {
-        let endpoint = Endpoint::ClientToken;
-        let url = join(base, "auth/token")?;
-        let form = [
-            ("password", credentials.certificate.expose()),
-            ("client_id", credentials.client_id.as_str()),
-            ("scope", scope),
-            ("grant_type", "client_credentials"),
-        ];
-        let builder = self.http.post(url.clone()).form(&form);
-        let parsed: TokenResponse = self
-            .call(endpoint, &url, builder, &[credentials.certificate.expose()])
-            .await?;
-        check_bearer_token(endpoint, &parsed.access_token)?;
-        Ok(parsed)
-    }
-
-    /// Creates an account-access consent with a client token.
-    pub async fn create_consent(
-        &self,
-        base: &Url,
-        client_token: &Sensitive,
-        request: &ConsentRequest,
-    ) -> Result<ConsentResponse, ProviderError> {
-        let endpoint = Endpoint::ConsentCreate;
-        let url = join(base, "account-access-consents")?;
-        let builder = self
-            .http
-            .post(url.clone())
-            .bearer_auth(client_token.expose())
-            .json(request);
-        self.call(endpoint, &url, builder, &[client_token.expose()])
-            .await
-    }
-
-    /// Reads a consent. Providers without this call answer 404 or 405 (see
-    /// `ProviderError::status`); that means "unknown", not "failed".
-    pub async fn get_consent(
-        &self,
-        base: &Url,
-        client_token: &Sensitive,
-        consent_id: &str,
-    ) -> Result<ConsentResponse, ProviderError> {
-        let endpoint = Endpoint::ConsentGet;
-        let url = consent_url(base, consent_id)?;
-        let builder = self
-            .http
-            .get(url.clone())
-            .bearer_auth(client_token.expose());
-        self.call(endpoint, &url, builder, &[client_token.expose()])
-            .await
-    }
-
-    /// Revokes a consent (`DELETE`); optional at the provider like `get_consent`.
-    pub async fn delete_consent(
-        &self,
-        base: &Url,
-        client_token: &Sensitive,
-        consent_id: &str,
-    ) -> Result<(), ProviderError> {
-        let url = consent_url(base, consent_id)?;
-        let builder = self
-            .http
-            .delete(url.clone())
-            .bearer_auth(client_token.expose());
-        self.send(
-            Endpoint::ConsentDelete,
-            &url,
-            builder,
-            &[client_token.expose()],
-        )
-        .await
-        .map(|_| ())
-    }
-
-    /// Exchanges the customer's authorisation code for a customer token.
-    pub async fn exchange_code(
-        &self,
-        base: &Url,
-        credentials: &ClientCredentials,
-        code: &Sensitive,
-    ) -> Result<TokenResponse, ProviderError> {
-        let endpoint = Endpoint::AuthorizationCodeToken;
-        let url = join(base, "auth/token")?;
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code.expose()),
-            ("client_id", credentials.client_id.as_str()),
-            ("password", credentials.certificate.expose()),
-            ("scope", "account"),
-        ];
-        let builder = self.http.post(url.clone()).form(&form);
-        let body = self
-            .send(
-                endpoint,
-                &url,
-                builder,
-                &[credentials.certificate.expose(), code.expose()],
-            )
-            .await?;
-        let parsed: TokenResponse = parse(endpoint, &body)?;
-        check_bearer_token(endpoint, &parsed.access_token)?;
-        Ok(parsed)
+    pub fn throttled(&self, target: &Target) -> Option<Duration> {
+        self.limiter.throttled(&target.name).map(|t| t.retry_after)
     }
 
     /// Sends one request and parses its 2xx answer as `T`.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
+        target: &Target,
         endpoint: Endpoint,
-        url: &Url,
         builder: reqwest::RequestBuilder,
         secrets: &[&str],
     ) -> Result<T, ProviderError> {
-        let body = self.send(endpoint, url, builder, secrets).await?;
+        let body = self.send(target, endpoint, builder, secrets).await?;
         parse(endpoint, &body)
     }
 
-    /// Sends one request after the rate limiter allows it; returns the body of a 2xx answer.
+    /// Sends one request after the provider's rate limit allows it; returns the body of a 2xx
+    /// answer.
     async fn send(
         &self,
+        target: &Target,
         endpoint: Endpoint,
-        url: &Url,
         builder: reqwest::RequestBuilder,
         secrets: &[&str],
     ) -> Result<Vec<u8>, ProviderError> {
-        let host = &authority(url);
-        if let Err(t) = self.limiter.acquire(host).await {
+        let limits = &target.limits;
+        let acquired = self
+            .limiter
+            .acquire(&target.name, limits.rate, limits.burst)
+            .await;
+        if let Err(t) = acquired {
             self.metrics
                 .provider
                 .observe(endpoint.as_str(), "throttled", Duration::ZERO);
@@ -252,16 +127,16 @@ impl ProviderClient {
             });
         }
         let started = Instant::now();
-        let result = self.exchange(endpoint, builder, secrets).await;
+        let result = self.exchange(target, endpoint, builder, secrets).await;
         if let Err(ProviderError::Status {
             status: 429,
             retry_after,
             ..
         }) = &result
         {
-            // The whole host is throttled, for every object that calls it.
+            // The whole provider is throttled, for every object that calls it.
             let pause = retry_after.unwrap_or(Duration::from_secs(1));
-            self.limiter.pause(host, pause);
+            self.limiter.pause(&target.name, pause);
         }
         let elapsed = started.elapsed();
         let outcome = match &result {
@@ -285,14 +160,16 @@ impl ProviderClient {
 
     async fn exchange(
         &self,
+        target: &Target,
         endpoint: Endpoint,
         builder: reqwest::RequestBuilder,
         secrets: &[&str],
     ) -> Result<Vec<u8>, ProviderError> {
+        let timeout = target.limits.timeout;
         let response = builder
             .send()
             .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
+            .map_err(|e| transport_error(endpoint, timeout, e))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -300,14 +177,14 @@ impl ProviderClient {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after)
             // A provider may ask for anything; nothing waits longer than the configured cap.
-            .map(|d| d.min(self.max_retry_after));
+            .map(|d| d.min(target.limits.max_retry_after));
         if status.is_redirection() {
             return Err(ProviderError::Redirected {
                 endpoint,
                 status: status.as_u16(),
             });
         }
-        let body = self.read_capped(endpoint, response).await?;
+        let body = read_capped(endpoint, timeout, response).await?;
         if status.is_success() {
             return Ok(body);
         }
@@ -318,72 +195,48 @@ impl ProviderClient {
             detail: error_detail(&body, secrets),
         })
     }
+}
 
-    /// Reads a body of at most `MAX_BODY_BYTES`, without buffering more than that.
-    async fn read_capped(
-        &self,
-        endpoint: Endpoint,
-        mut response: reqwest::Response,
-    ) -> Result<Vec<u8>, ProviderError> {
-        let too_large = ProviderError::TooLarge {
-            endpoint,
-            limit: MAX_BODY_BYTES,
-        };
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-        {
+/// Reads a body of at most `MAX_BODY_BYTES`, without buffering more than that.
+async fn read_capped(
+    endpoint: Endpoint,
+    timeout: Duration,
+    mut response: reqwest::Response,
+) -> Result<Vec<u8>, ProviderError> {
+    let too_large = ProviderError::TooLarge {
+        endpoint,
+        limit: MAX_BODY_BYTES,
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(endpoint, timeout, e))?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large);
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(too_large);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        body.extend_from_slice(&chunk);
     }
-
-    fn transport_error(&self, endpoint: Endpoint, e: reqwest::Error) -> ProviderError {
-        let (timeout, connect) = (e.is_timeout(), e.is_connect());
-        let detail = root_cause(&e.without_url());
-        if timeout {
-            ProviderError::Timeout {
-                endpoint,
-                timeout: self.timeout,
-            }
-        } else if connect {
-            ProviderError::Connect { endpoint, detail }
-        } else {
-            ProviderError::Network { endpoint, detail }
-        }
-    }
+    Ok(body)
 }
 
-/// Appends a path to the base URL, keeping any path prefix the base has.
-fn join(base: &Url, path: &str) -> Result<Url, ProviderError> {
-    let mut base = base.clone();
-    if !base.path().ends_with('/') {
-        let with_slash = format!("{}/", base.path());
-        base.set_path(&with_slash);
+fn transport_error(endpoint: Endpoint, timeout: Duration, e: reqwest::Error) -> ProviderError {
+    let (timed_out, connect) = (e.is_timeout(), e.is_connect());
+    let detail = root_cause(&e.without_url());
+    if timed_out {
+        ProviderError::Timeout { endpoint, timeout }
+    } else if connect {
+        ProviderError::Connect { endpoint, detail }
+    } else {
+        ProviderError::Network { endpoint, detail }
     }
-    base.join(path)
-        .map_err(|e| ProviderError::InvalidUrl(e.to_string()))
-}
-
-fn consent_url(base: &Url, consent_id: &str) -> Result<Url, ProviderError> {
-    // The id comes from the provider: keep it to one path segment whatever it holds.
-    let mut url = join(base, "account-access-consents/")?;
-    url.path_segments_mut()
-        .map_err(|_| ProviderError::InvalidUrl("base URL cannot have paths".into()))?
-        .pop_if_empty()
-        .push(consent_id);
-    Ok(url)
 }
 
 /// Parses and checks a provider base URL.
@@ -396,15 +249,6 @@ pub fn parse_base_url(raw: &str) -> Result<Url, ProviderError> {
         ))),
     }
 }
-/// The rate limit's key of a provider: its host and port (two providers may share a host).
-fn authority(url: &Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or_default()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

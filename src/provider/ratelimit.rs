@@ -42,7 +42,8 @@ impl TokenBucket {
     }
 }
 
-/// One bucket per provider host. A call waits for its token in order behind the bucket's fair
+/// One bucket per provider (its rate and burst are the provider's). A call waits for its token
+/// in order behind the bucket's fair
 /// lock, but never long: a host that answered 429 is paused as a whole until its Retry-After
 /// has passed, and a call to a paused host, or to a host with `max_waiters` calls already
 /// waiting, is refused at once (`Throttled`: not sent, try again then) instead of waiting.
@@ -50,16 +51,16 @@ impl TokenBucket {
 /// provider never fill the reconcile slots that objects of another provider need.
 #[derive(Debug)]
 pub struct RateLimiter {
-    rate: f64,
-    burst: u32,
     max_waiters: usize,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     paused: Mutex<HashMap<String, Instant>>,
 }
 
-/// One host's bucket and how many calls wait for it.
+/// One provider's bucket and how many calls wait for it.
 #[derive(Debug)]
 struct Host {
+    rate: f64,
+    burst: u32,
     bucket: tokio::sync::Mutex<TokenBucket>,
     waiting: AtomicUsize,
 }
@@ -83,12 +84,9 @@ impl Drop for Waiting<'_> {
 }
 
 impl RateLimiter {
-    /// `rate` requests per second per host with bursts of `burst`; at most `max_waiters` calls
-    /// wait for one host at a time.
-    pub fn new(rate: f64, burst: u32, max_waiters: usize) -> Self {
+    /// A limiter where at most `max_waiters` calls wait for one provider at a time.
+    pub fn new(max_waiters: usize) -> Self {
         RateLimiter {
-            rate: rate.max(0.001),
-            burst,
             max_waiters: max_waiters.max(1),
             hosts: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
@@ -121,21 +119,24 @@ impl RateLimiter {
         }
     }
 
-    fn host(&self, host: &str) -> Arc<Host> {
+    /// The bucket of `host` at `rate` and `burst`; a provider whose limits changed gets a new
+    /// one.
+    fn host(&self, host: &str, rate: f64, burst: u32) -> Arc<Host> {
+        let rate = rate.max(0.001);
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        hosts
-            .entry(host.to_string())
-            .or_insert_with(|| {
-                Arc::new(Host {
-                    bucket: tokio::sync::Mutex::new(TokenBucket::new(
-                        self.rate,
-                        self.burst,
-                        Instant::now(),
-                    )),
+        match hosts.get(host) {
+            Some(h) if h.rate == rate && h.burst == burst => h.clone(),
+            _ => {
+                let fresh = Arc::new(Host {
+                    rate,
+                    burst,
+                    bucket: tokio::sync::Mutex::new(TokenBucket::new(rate, burst, Instant::now())),
                     waiting: AtomicUsize::new(0),
-                })
-            })
-            .clone()
+                });
+                hosts.insert(host.to_string(), fresh.clone());
+                fresh
+            }
+        }
     }
 
     /// Whether a call to `host` would be refused now, without taking anything.
@@ -146,21 +147,15 @@ impl RateLimiter {
                 paused: true,
             });
         }
-        let waiting = self.host(host).waiting.load(Ordering::SeqCst);
-        (waiting >= self.max_waiters).then(|| self.queue_full(waiting))
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = hosts.get(host)?;
+        let waiting = entry.waiting.load(Ordering::SeqCst);
+        (waiting >= self.max_waiters).then(|| queue_full(waiting, entry.rate))
     }
 
-    fn queue_full(&self, waiting: usize) -> Throttled {
-        let drain = (waiting as f64 + 1.0) / self.rate;
-        Throttled {
-            retry_after: Duration::from_secs_f64(drain.clamp(1.0, 3600.0)),
-            paused: false,
-        }
-    }
-
-    /// Waits for a token to call `host`, or refuses at once when the host is paused or too
-    /// many calls already wait for it.
-    pub async fn acquire(&self, host: &str) -> Result<(), Throttled> {
+    /// Waits for a token to call `host` (at `rate` per second, bursts of `burst`), or refuses
+    /// at once when the host is paused or too many calls already wait for it.
+    pub async fn acquire(&self, host: &str, rate: f64, burst: u32) -> Result<(), Throttled> {
         let throttled = |retry_after| Throttled {
             retry_after,
             paused: true,
@@ -168,11 +163,11 @@ impl RateLimiter {
         if let Some(pause) = self.paused_for(host) {
             return Err(throttled(pause));
         }
-        let entry = self.host(host);
+        let entry = self.host(host, rate, burst);
         let waiting = entry.waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(&entry.waiting);
         if waiting >= self.max_waiters {
-            return Err(self.queue_full(waiting));
+            return Err(queue_full(waiting, entry.rate));
         }
         let mut bucket = entry.bucket.lock().await;
         loop {
@@ -186,6 +181,15 @@ impl RateLimiter {
             }
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// How long a full queue of `waiting` calls takes to drain at `rate`.
+fn queue_full(waiting: usize, rate: f64) -> Throttled {
+    let drain = (waiting as f64 + 1.0) / rate;
+    Throttled {
+        retry_after: Duration::from_secs_f64(drain.clamp(1.0, 3600.0)),
+        paused: false,
     }
 }
 
@@ -238,42 +242,48 @@ mod tests {
 
     #[tokio::test]
     async fn a_paused_host_refuses_every_call_until_its_retry_after() {
-        let limiter = RateLimiter::new(1000.0, 100, 16);
+        let limiter = RateLimiter::new(16);
         limiter.pause("bank", Duration::from_millis(300));
         // A shorter pause does not shorten the longer one.
         limiter.pause("bank", Duration::from_millis(10));
-        assert_eq!(limiter.acquire("other").await, Ok(()));
-        let refused = limiter.acquire("bank").await.expect_err("paused");
+        assert_eq!(limiter.acquire("other", 1000.0, 100).await, Ok(()));
+        let refused = limiter
+            .acquire("bank", 1000.0, 100)
+            .await
+            .expect_err("paused");
         assert!(refused.paused);
         assert!(refused.retry_after > Duration::from_millis(200));
         assert!(limiter.throttled("bank").is_some());
         tokio::time::sleep(Duration::from_millis(310)).await;
-        assert_eq!(limiter.acquire("bank").await, Ok(()));
+        assert_eq!(limiter.acquire("bank", 1000.0, 100).await, Ok(()));
     }
 
     #[tokio::test]
     async fn an_endless_retry_after_neither_overflows_nor_blocks_other_hosts() {
-        let limiter = RateLimiter::new(10.0, 1, 16);
+        let limiter = RateLimiter::new(16);
         limiter.pause("bank", Duration::from_secs(u64::MAX));
-        assert!(limiter.acquire("bank").await.is_err());
-        assert_eq!(limiter.acquire("other").await, Ok(()));
+        assert!(limiter.acquire("bank", 1000.0, 100).await.is_err());
+        assert_eq!(limiter.acquire("other", 1000.0, 100).await, Ok(()));
     }
 
     #[tokio::test]
     async fn a_full_queue_refuses_instead_of_holding_another_caller() {
         // 1 request per second, no burst beyond one: the first call goes, two wait, the
         // fourth is refused at once with the time the queue needs to drain.
-        let limiter = Arc::new(RateLimiter::new(1.0, 1, 2));
-        assert_eq!(limiter.acquire("bank").await, Ok(()));
+        let limiter = Arc::new(RateLimiter::new(2));
+        assert_eq!(limiter.acquire("bank", 1.0, 1).await, Ok(()));
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let l = limiter.clone();
-                tokio::spawn(async move { l.acquire("bank").await })
+                tokio::spawn(async move { l.acquire("bank", 1.0, 1).await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
-        let refused = limiter.acquire("bank").await.expect_err("queue full");
+        let refused = limiter
+            .acquire("bank", 1.0, 1)
+            .await
+            .expect_err("queue full");
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "refused at once"
@@ -287,13 +297,13 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_spaced_by_the_rate() {
-        let limiter = Arc::new(RateLimiter::new(20.0, 1, 16));
+        let limiter = Arc::new(RateLimiter::new(16));
         let start = tokio::time::Instant::now();
         let tasks: Vec<_> = (0..10)
             .map(|_| {
                 let l = limiter.clone();
                 tokio::spawn(async move {
-                    l.acquire("bank").await.expect("token");
+                    l.acquire("bank", 20.0, 1).await.expect("token");
                     tokio::time::Instant::now()
                 })
             })

@@ -1,5 +1,6 @@
 //! Reading a token's real lifetime: the earlier of `expires_in` and the JWT's `exp`.
 
+use crate::api::TokenLifetimeRule;
 use base64::Engine;
 use jiff::{SignedDuration, Timestamp};
 
@@ -45,11 +46,27 @@ pub fn effective_expiry(now: Timestamp, expires_in: Option<u64>, token: &str) ->
 /// Lifetime assumed for a token whose lifetime neither `expires_in` nor a JWT `exp` states.
 pub const FALLBACK_LIFETIME: SignedDuration = SignedDuration::from_secs(300);
 
-/// When a token obtained at `now` expires: `effective_expiry`, or `FALLBACK_LIFETIME` after
-/// `now` when the provider states nothing. The one rule for client and customer tokens.
-pub fn expiry(now: Timestamp, expires_in: Option<u64>, token: &str) -> Timestamp {
-    effective_expiry(now, expires_in, token)
-        .unwrap_or_else(|| now.saturating_add(FALLBACK_LIFETIME).unwrap_or(now))
+/// When a token obtained at `now` expires under the provider's `rule` (the earlier of
+/// `expires_in` and the JWT's `exp` by default; one of them when the provider says so, the
+/// other when it is missing), or `FALLBACK_LIFETIME` after `now` when the provider states
+/// nothing. The one rule for client and customer tokens.
+pub fn expiry(
+    rule: TokenLifetimeRule,
+    now: Timestamp,
+    expires_in: Option<u64>,
+    token: &str,
+) -> Timestamp {
+    let by_expires_in = || {
+        expires_in
+            .and_then(|s| i64::try_from(s).ok())
+            .and_then(|s| now.checked_add(SignedDuration::from_secs(s)).ok())
+    };
+    let found = match rule {
+        TokenLifetimeRule::Earliest => effective_expiry(now, expires_in, token),
+        TokenLifetimeRule::ExpiresIn => by_expires_in().or_else(|| jwt_exp(token)),
+        TokenLifetimeRule::JwtExp => jwt_exp(token).or_else(by_expires_in),
+    };
+    found.unwrap_or_else(|| now.saturating_add(FALLBACK_LIFETIME).unwrap_or(now))
 }
 
 /// The access token from the provider's guide: iat 1719855619, exp 1719855919 (300 s).
@@ -92,9 +109,24 @@ mod tests {
         );
         assert_eq!(effective_expiry(now, None, "opaque"), None);
         assert_eq!(
-            expiry(now, None, "opaque"),
+            expiry(TokenLifetimeRule::Earliest, now, None, "opaque"),
             Timestamp::from_second(1_300).unwrap()
         );
         assert_eq!(jwt_exp("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn the_provider_chooses_which_lifetime_counts() {
+        let iat = Timestamp::from_second(1_719_855_619).unwrap();
+        let at = |s: i64| Timestamp::from_second(1_719_855_619 + s).unwrap();
+        let lifetime = |rule| expiry(rule, iat, Some(63_919), SAMPLE);
+        assert_eq!(lifetime(TokenLifetimeRule::Earliest), at(300));
+        assert_eq!(lifetime(TokenLifetimeRule::JwtExp), at(300));
+        assert_eq!(lifetime(TokenLifetimeRule::ExpiresIn), at(63_919));
+        // Without a JWT, jwtExp falls back to expires_in.
+        assert_eq!(
+            expiry(TokenLifetimeRule::JwtExp, iat, Some(60), "opaque"),
+            at(60)
+        );
     }
 }

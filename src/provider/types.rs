@@ -60,6 +60,27 @@ pub struct TokenResponse {
     /// Id of the access token (authorisation-code grant only).
     #[serde(default)]
     pub access_token_id: Option<String>,
+    /// A refresh token (standard profile, customer tokens).
+    #[serde(default)]
+    pub refresh_token: Option<Sensitive>,
+    /// When the refresh token expires, in seconds since the epoch (the UK standard's claim).
+    #[serde(
+        default,
+        rename = "http://openbanking.org.uk/refresh_token_expires_at",
+        deserialize_with = "lenient_epoch"
+    )]
+    pub refresh_token_expires_at: Option<i64>,
+}
+
+/// An epoch time as a number or a numeric string; anything else is treated as absent (the
+/// refresh token then lives until the consent ends).
+fn lenient_epoch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match value {
+        Some(serde_json::Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 fn bearer() -> String {

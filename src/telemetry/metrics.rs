@@ -258,6 +258,7 @@ pub struct ConsentMetrics {
     ready: Family<ObjectLabels, Gauge>,
     token_expiry: Family<ObjectLabels, FloatGauge>,
     tokens: Family<ObjectLabels, Counter>,
+    refreshes: Family<ObjectLabels, Counter>,
 }
 
 impl ConsentMetrics {
@@ -278,6 +279,11 @@ impl ConsentMetrics {
             "Customer tokens obtained by exchanging an authorisation code",
             m.tokens.clone(),
         );
+        registry.register(
+            "customer_token_refreshes",
+            "Customer tokens renewed with a refresh token (providers that issue them)",
+            m.refreshes.clone(),
+        );
         m
     }
 
@@ -294,11 +300,17 @@ impl ConsentMetrics {
         self.tokens.get_or_create(labels).inc();
     }
 
+    /// Counts one customer token renewed with a refresh token.
+    pub fn refreshed(&self, labels: &ObjectLabels) {
+        self.refreshes.get_or_create(labels).inc();
+    }
+
     /// Drops every series of a deleted consent.
     pub fn forget(&self, labels: &ObjectLabels) {
         self.ready.remove(labels);
         self.token_expiry.remove(labels);
         self.tokens.remove(labels);
+        self.refreshes.remove(labels);
     }
 }
 

@@ -290,16 +290,36 @@ pub struct Operator {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn context(client: &Client, ns: &str, default_provider_url: &str) -> Arc<Context> {
-    context_allowing(client, ns, default_provider_url, &[])
+/// Name of the ClusterProvider `cluster_providers` makes for the `i`-th URL of `ns`.
+pub fn provider_name(ns: &str, i: usize) -> String {
+    format!("{ns}-{i}")
 }
 
-fn context_allowing(
-    client: &Client,
-    ns: &str,
-    default_provider_url: &str,
-    also_allowed: &[&str],
-) -> Arc<Context> {
+/// One Leatherback ClusterProvider per URL (`<ns>-<i>`), allowing namespace `ns`, as a platform
+/// team would install them; applied, so that a restarted operator of the same test can call
+/// this again.
+pub async fn cluster_providers(client: &Client, ns: &str, urls: &[&str]) {
+    let api: Api<tpp_operator::api::ClusterProvider> = Api::all(client.clone());
+    for (i, url) in urls.iter().enumerate() {
+        let name = provider_name(ns, i);
+        let object = serde_json::json!({
+            "apiVersion": "tpp-operator.dev/v1alpha1",
+            "kind": "ClusterProvider",
+            "metadata": {"name": name},
+            "spec": {"profile": "leatherback", "url": url, "allowedNamespaces": {"names": [ns]}},
+        });
+        api.patch(
+            &name,
+            &PatchParams::apply("tpp-operator-tests").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("apply ClusterProvider");
+    }
+}
+
+/// A context for an operator watching `ns`, whose default provider is `<ns>-0`.
+fn context(client: &Client, ns: &str) -> Arc<Context> {
     let metrics = Arc::new(Metrics::new());
     let provider = ProviderClient::new(
         &ProviderConfig {
@@ -312,11 +332,7 @@ fn context_allowing(
     )
     .expect("provider client");
     let settings = Settings {
-        default_provider_url: default_provider_url.parse().expect("url"),
-        allowed_providers: std::iter::once(default_provider_url)
-            .chain(also_allowed.iter().copied())
-            .map(|u| u.parse().expect("url"))
-            .collect(),
+        default_provider: provider_name(ns, 0),
         namespaces: vec![ns.to_string()],
         public_url: Some("https://tpp.example".parse().expect("url")),
         consent_poll_interval: Duration::from_secs(1),
@@ -329,7 +345,7 @@ fn context_allowing(
 impl Operator {
     /// Starts a replica with leader election on `lease`; the task ends on shutdown or when the
     /// lease is lost.
-    pub fn start_elected(
+    pub async fn start_elected(
         client: &Client,
         ns: &str,
         default_provider_url: &str,
@@ -339,7 +355,8 @@ impl Operator {
         CancellationToken,
         tokio::task::JoinHandle<Result<(), tpp_operator::leader::LostLeadership>>,
     ) {
-        let ctx = context(client, ns, default_provider_url);
+        cluster_providers(client, ns, &[default_provider_url]).await;
+        let ctx = context(client, ns);
         let stop = CancellationToken::new();
         let task = tokio::spawn(tpp_operator::controller::run_elected(
             ctx.clone(),
@@ -351,19 +368,24 @@ impl Operator {
 }
 
 impl Operator {
-    /// Starts a controller for `ns` with `default_provider_url` and a short provider timeout.
+    /// Starts a controller for `ns` with a ClusterProvider for `default_provider_url` (its
+    /// default) and a short provider timeout.
     pub async fn start(client: &Client, ns: &str, default_provider_url: &str) -> Operator {
         Self::start_allowing(client, ns, default_provider_url, &[]).await
     }
 
-    /// Like `start`, with more providers the platform team allows.
+    /// Like `start`, with ClusterProviders for more provider URLs.
     pub async fn start_allowing(
         client: &Client,
         ns: &str,
         default_provider_url: &str,
         also_allowed: &[&str],
     ) -> Operator {
-        let ctx = context_allowing(client, ns, default_provider_url, also_allowed);
+        let urls: Vec<&str> = std::iter::once(default_provider_url)
+            .chain(also_allowed.iter().copied())
+            .collect();
+        cluster_providers(client, ns, &urls).await;
+        let ctx = context(client, ns);
         let stop = CancellationToken::new();
         let task = tokio::spawn(tpp_operator::controller::run(ctx.clone(), stop.clone()));
         Operator { ctx, stop, task }

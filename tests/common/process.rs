@@ -43,6 +43,17 @@ impl OperatorProcess {
     ) -> OperatorProcess {
         let log = dir.join("operator.log");
         let (public_port, ops_port) = (free_port(), free_port());
+        // The platform team's provider for this namespace, declared as the chart declares its
+        // `providers`: the operator applies it at start.
+        let providers = dir.join("providers.json");
+        let provider_name = format!("{namespace}-provider");
+        let declared = serde_json::json!([{
+            "name": provider_name,
+            "profile": "leatherback",
+            "url": provider,
+            "allowedNamespaces": {"names": [namespace]},
+        }]);
+        std::fs::write(&providers, declared.to_string()).expect("providers file");
         // CI points this at the release build, the binary the container image ships.
         let binary = std::env::var_os("TPP_OPERATOR_BIN")
             .map(PathBuf::from)
@@ -50,8 +61,10 @@ impl OperatorProcess {
         let child = Command::new(binary)
             .args([
                 "run",
-                "--default-provider-url",
-                provider,
+                "--providers-file",
+                providers.to_str().expect("path"),
+                "--default-provider",
+                &provider_name,
                 "--namespace",
                 namespace,
             ])

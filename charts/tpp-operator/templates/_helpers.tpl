@@ -55,12 +55,12 @@ Checks of the values that the schema cannot express. Included by rbac.yaml and d
 {{- if not (or .Values.clusterWide .Values.watchNamespaces) -}}
 {{- fail "choose the operator's scope: list the namespaces it may watch with --set watchNamespaces={team-a,team-b} (recommended: a Role per namespace, nothing cluster-wide), or set clusterWide=true to watch every namespace through a ClusterRole (read access to all Secrets of the cluster)" -}}
 {{- end -}}
-{{- $allowed := list -}}
-{{- range .Values.allowedProviderUrls -}}
-{{- $allowed = append $allowed (trimSuffix "/" .) -}}
+{{- $names := list -}}
+{{- range .Values.providers -}}
+{{- $names = append $names .name -}}
 {{- end -}}
-{{- if not (has (trimSuffix "/" .Values.defaultProviderUrl) $allowed) -}}
-{{- fail (printf "defaultProviderUrl %s is not in allowedProviderUrls %v: TppRegistrations without spec.providerUrl would be refused; add it to the list" .Values.defaultProviderUrl .Values.allowedProviderUrls) -}}
+{{- if and $names (not (has .Values.defaultProvider $names)) -}}
+{{- fail (printf "defaultProvider %s is not one of the providers %v: TppRegistrations without spec.providerRef would be refused; add it to the list" .Values.defaultProvider $names) -}}
 {{- end -}}
 {{- end -}}
 
@@ -71,4 +71,24 @@ ReplicaSet nor the Service nor the PodDisruptionBudget take it for an operator p
 {{- define "tpp-operator.testLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}-check
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- /*
+The providers as the operator reads them (TPP_PROVIDERS_FILE): a JSON list of ClusterProvider
+specs with their names, each allowing the watched namespaces unless it says otherwise.
+*/ -}}
+{{- define "tpp-operator.providers" -}}
+{{- $out := list -}}
+{{- range $p := .Values.providers -}}
+{{- $p := deepCopy $p -}}
+{{- if not $p.allowedNamespaces -}}
+{{- if $.Values.clusterWide -}}
+{{- $_ := set $p "allowedNamespaces" (dict "selector" (dict)) -}}
+{{- else -}}
+{{- $_ := set $p "allowedNamespaces" (dict "names" $.Values.watchNamespaces) -}}
+{{- end -}}
+{{- end -}}
+{{- $out = append $out $p -}}
+{{- end -}}
+{{- toJson $out -}}
 {{- end -}}

@@ -28,6 +28,17 @@ pub mod token {
     pub const CONSENT_ID: &str = "consent_id";
 }
 
+/// Keys of a consent's refresh-token Secret (`<consent>-refresh-token`), kept for the operator:
+/// apps mount the token Secret.
+pub mod refresh_token {
+    /// The refresh token.
+    pub const REFRESH_TOKEN: &str = "refresh_token";
+    /// When it expires (RFC 3339), when the provider said.
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// The ConsentId it was issued for.
+    pub const CONSENT_ID: &str = "consent_id";
+}
+
 /// Keys of a generated signing-key Secret (`<name>-signing-key`).
 pub mod signing_key {
     /// The private key, PKCS#8 PEM.

@@ -6,7 +6,7 @@ use super::plan::{needs_signing, resign_at};
 use super::registration_view::{not_ready, RegistrationView};
 use super::ConsentRun;
 use crate::api::contract::{handoff, new_state, random_token};
-use crate::api::reason;
+use crate::api::{reason, ProviderProfile, ResponseMode};
 use crate::controller::error::{Halt, Step};
 use crate::controller::report::Outcome;
 use crate::signing::{RequestObjectClaims, REQUEST_OBJECT_LIFETIME_SECS};
@@ -76,20 +76,34 @@ impl ConsentRun<'_> {
             .await
             .map_err(|u| u.halt(what, self.now))?;
         let no_page = |why: String| Halt::Report(not_ready(why, self.now).with_event());
-        let Some(self_link) = self.status.self_link.clone() else {
-            return Err(no_page("The provider returned no Links.Self for the consent, so there is no authorisation page to send the customer to.".into()));
+        let target = registration.target();
+        let standard = target.profile == ProviderProfile::OpenBankingUk;
+        // Leatherback sends the customer to the consent's own page; a standard bank to its
+        // authorisation endpoint.
+        let page = match (&target.endpoints.authorization, &self.status.self_link) {
+            (Some(endpoint), _) if standard => endpoint.to_string(),
+            (_, Some(link)) if !standard => link.clone(),
+            _ => return Err(no_page("The provider returned no Links.Self for the consent, so there is no authorisation page to send the customer to.".into())),
         };
-        let Ok(mut url) = Url::parse(&self_link) else {
+        let Ok(mut url) = Url::parse(&page) else {
             return Err(no_page(format!(
-                "The provider's Links.Self ({self_link:?}) is not a URL."
+                "The provider's authorisation page ({page:?}) is not a URL."
             )));
         };
         let consent_id = self.status.consent_id.clone().unwrap_or_default();
         let state = self.status.authorisation_state.clone().unwrap_or_default();
         let nonce = self.status.authorisation_nonce.clone().unwrap_or_default();
-        let claims = RequestObjectClaims::new(
+        let audience = match (
+            &target.quirks.request_object_audience,
+            &target.endpoints.issuer,
+        ) {
+            (Some(aud), _) if standard => aud.clone(),
+            (None, Some(issuer)) if standard => issuer.clone(),
+            _ => target.url.as_str().trim_end_matches('/').to_string(),
+        };
+        let mut claims = RequestObjectClaims::new(
             &credentials.client_id,
-            registration.provider_url().trim_end_matches('/'),
+            &audience,
             &self.obj.spec.redirect_uri,
             &consent_id,
             &state,
@@ -97,6 +111,10 @@ impl ConsentRun<'_> {
             self.now.as_second(),
             REQUEST_OBJECT_LIFETIME_SECS,
         );
+        if standard {
+            let mode = (target.quirks.response_mode == ResponseMode::Query).then_some("query");
+            claims = claims.fapi(mode);
+        }
         let jwt = key.sign(&claims)?;
         url.query_pairs_mut()
             .append_pair("client_id", &credentials.client_id)

@@ -1,5 +1,6 @@
-//! What binds an authorisation that comes back to the consent it was asked for. The provider's
-//! keys are not published to TPPs, so signatures cannot be checked; what can be checked is:
+//! What binds an authorisation that comes back to the consent it was asked for, at a Leatherback
+//! provider (standard banks' id tokens are verified: `verification.rs`). Leatherback's keys are
+//! not published to TPPs, so signatures cannot be checked; what can be checked is:
 //! the id token of the redirect, when it is a JWS, must carry the pending authorisation's
 //! `nonce` and this consent's `openbanking_intent_id`; and the customer token, a JWT whose
 //! payload names its `consentId` (Leatherback's documented sample), must name this consent.
@@ -20,6 +21,18 @@ pub enum Mismatch {
     /// The customer token names another consent.
     #[error("the customer token was issued for consent {0}")]
     TokenConsent(String),
+    /// The customer token names no consent, so nothing binds it to this one.
+    #[error("the customer token names no consent (no consentId claim)")]
+    TokenConsentMissing,
+    /// A standard bank's redirect carried no id token.
+    #[error("the redirect carried no id token")]
+    MissingIdToken,
+    /// A standard bank's id token failed verification.
+    #[error("its id token failed verification: {0}")]
+    IdToken(crate::oidc::IdTokenError),
+    /// The bank's keys could not be read to verify its id token.
+    #[error("its id token could not be verified: {0}")]
+    BankKeys(String),
 }
 
 fn text_claim(token: &str, names: &[&str]) -> Option<String> {
@@ -60,11 +73,13 @@ pub fn token_consent(access_token: &str) -> Option<String> {
     )
 }
 
-/// Checks that a customer token, if it names its consent, names `consent_id`.
+/// Checks that a customer token names `consent_id`: one that names another consent, or none
+/// at all, is not this consent's (fail closed: an absent claim binds nothing).
 pub fn check_token_consent(access_token: &str, consent_id: &str) -> Result<(), Mismatch> {
     match token_consent(access_token) {
-        Some(issued) if issued != consent_id => Err(Mismatch::TokenConsent(short(&issued))),
-        _ => Ok(()),
+        Some(issued) if issued == consent_id => Ok(()),
+        Some(issued) => Err(Mismatch::TokenConsent(short(&issued))),
+        None => Err(Mismatch::TokenConsentMissing),
     }
 }
 
@@ -122,6 +137,14 @@ mod tests {
             check_token_consent(&token, "c2"),
             Err(Mismatch::TokenConsent("c1".into()))
         );
-        assert_eq!(check_token_consent("opaque", "c2"), Ok(()));
+        assert_eq!(
+            check_token_consent("opaque", "c2"),
+            Err(Mismatch::TokenConsentMissing)
+        );
+        let unnamed = jws(serde_json::json!({"customerId": "u"}));
+        assert_eq!(
+            check_token_consent(&unnamed, "c1"),
+            Err(Mismatch::TokenConsentMissing)
+        );
     }
 }

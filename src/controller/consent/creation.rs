@@ -34,7 +34,7 @@ impl ConsentRun<'_> {
             .into());
         };
         let request = consent_request(&self.obj.spec);
-        if let Some(wait) = self.ctx.provider.throttled(registration.base()) {
+        if let Some(wait) = self.ctx.provider.throttled(registration.target()) {
             // Held back before the attempt is recorded: nothing is sent, nothing to confirm.
             return Err(self.deferred(wait).into());
         }
@@ -50,7 +50,7 @@ impl ConsentRun<'_> {
         let result = self
             .ctx
             .provider
-            .create_consent(registration.base(), &token, &request)
+            .create_consent(registration.target(), &token, &request)
             .await;
         // A refresh was asked for before this call: this was the one retry.
         let retried = self
@@ -109,7 +109,7 @@ impl ConsentRun<'_> {
             format!(
                 "Created consent {} at {} (status {}).",
                 response.data.consent_id,
-                registration.provider_url(),
+                registration.provider_text(),
                 response.data.status
             ),
         )

@@ -1,19 +1,22 @@
 //! The hand-off phase: the customer's redirect reaches the leader in the Secret
 //! `<consent>-authorisation` (written by any replica's callback, or by the platform's own
-//! redirect page); the leader checks its state, exchanges the code (`exchange_code`), writes
-//! the customer token Secret and deletes the hand-off.
+//! redirect page); the leader checks its state and what binds it to this consent
+//! (`verification.rs`), then exchanges the code (`exchange.rs`) or, for a refusal, asks the
+//! provider whether it is final.
 
-use super::binding::{check_id_token, check_token_consent, token_consent, Mismatch};
-use super::registration_view::{RegistrationGate, RegistrationView};
+use super::binding::Mismatch;
+use super::polling::Confirmation;
+use super::registration_view::RegistrationGate;
+use super::verification::Expected;
 use super::ConsentRun;
-use crate::api::contract::{handoff as handoff_keys, rfc3339, token, Handoff, TokenSecret};
+use crate::api::contract::{handoff as handoff_keys, token, Handoff};
 use crate::api::{reason, ConsentStatus};
 use crate::controller::error::Step;
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
 use crate::controller::time::add;
-use crate::provider::{token as token_lifetime, Sensitive, TokenResponse};
-use crate::secrets::{is_handoff, text_value, SecretError};
+use crate::provider::Sensitive;
+use crate::secrets::{is_handoff, text_value};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -73,154 +76,104 @@ impl ConsentRun<'_> {
     ) -> Step<Outcome> {
         let PendingHandoff { secret, handoff } = pending;
         match handoff {
-            Handoff::Refused { error, .. } => {
-                let denied = error == "access_denied";
-                if denied {
-                    self.status.consent_status = Some(ConsentStatus::Rejected);
-                }
-                self.end_authorisation();
-                self.persist().await?;
-                self.secrets.delete_exact(&secret).await?;
-                if denied {
-                    return Ok(self.finalise(ConsentStatus::Rejected));
-                }
-                Ok(Outcome::failed(
-                    reason::AUTHORISATION_CODE_REJECTED,
-                    format!("The provider redirected the customer back with error {error:?}. Create a new AccountConsent to ask the customer again."),
-                    None,
-                ))
-            }
-            Handoff::Code { code, id_token, .. } => {
+            Handoff::Refused { error, .. } => self.refused(gate, &error, &secret).await,
+            Handoff::Code {
+                code,
+                id_token,
+                state,
+            } => {
+                let registration = gate.view()?;
+                let credentials = self.registration_credentials(registration).await?;
                 let consent_id = self.status.consent_id.clone().unwrap_or_default();
                 let nonce = self.status.authorisation_nonce.clone();
-                if let Err(m) = check_id_token(id_token.as_deref(), nonce.as_deref(), &consent_id) {
+                let expected = Expected {
+                    client_id: &credentials.client_id,
+                    consent_id: &consent_id,
+                    nonce: nonce.as_deref(),
+                    redirect: Some((&code, &state)),
+                };
+                let target = registration.target();
+                if let Err(m) = self
+                    .check_id_token(target, id_token.as_deref(), &expected)
+                    .await
+                {
+                    if let Mismatch::BankKeys(why) = &m {
+                        // The bank's keys could not be read: nothing is proven either way,
+                        // and the code stays in its hand-off Secret for the next try.
+                        return Ok(self.failure(
+                            reason::PROVIDER_UNAVAILABLE,
+                            format!("The authorisation's id token cannot be verified yet: {why}."),
+                            FailureKind::Transient,
+                            None,
+                        ));
+                    }
                     // Refused before the code is spent: it may be someone else's.
                     return self.refuse_authorisation(&secret, m).await;
                 }
-                self.exchange_code(gate.view()?, Sensitive::new(code), &secret)
+                self.exchange_code(registration, &credentials, Sensitive::new(code), &secret)
                     .await
             }
         }
     }
 
-    /// Exchanges the authorisation code for the customer token and stores it.
-    async fn exchange_code(
+    /// The customer's browser came back refused. Anyone holding the consent's `state` (it is in
+    /// the URL the browser and the bank see) could send that, so a refusal becomes final only
+    /// once the provider confirms it; without a way to ask, it is recorded as not final and the
+    /// customer may try again with a new authorisation URL.
+    async fn refused(
         &mut self,
-        registration: &RegistrationView,
-        code: Sensitive,
-        handoff: &Secret,
+        gate: &RegistrationGate,
+        error: &str,
+        secret: &Secret,
     ) -> Step<Outcome> {
-        let waiting = format!(
-            "The authorisation code waits in Secret {}",
-            self.obj.authorisation_secret_name()
-        );
-        let credentials = registration
-            .credentials(self.ctx)
-            .await
-            .map_err(|u| u.halt(&waiting, self.now))?;
-        let response = match self
-            .ctx
-            .provider
-            .exchange_code(registration.base(), &credentials, &code)
-            .await
-        {
-            Ok(r) => r,
-            // Held back, not sent: the code waits in its hand-off Secret until then.
-            Err(e) if e.is_throttled() => {
-                return Ok(self.deferred(e.retry_after().unwrap_or_default()))
-            }
-            Err(e) if e.is_transient() && !e.outcome_unknown() => {
-                return Ok(self.failure(
-                    reason::PROVIDER_UNAVAILABLE,
-                    format!("Exchanging the authorisation code failed: {e}."),
-                    FailureKind::Transient,
-                    e.retry_after(),
-                ))
-            }
-            Err(e) => {
-                // Codes are single-use: a refused (or possibly consumed) code cannot be tried
-                // again, so the customer has to authorise anew.
-                return self
-                    .code_spent(
-                        handoff,
-                        reason::AUTHORISATION_CODE_REJECTED,
-                        format!("Exchanging the authorisation code failed: {e}. Authorisation codes work once; create a new AccountConsent to ask the customer again."),
-                    )
-                    .await;
-            }
+        if error != "access_denied" {
+            return self
+                .code_spent(
+                    secret,
+                    reason::AUTHORISATION_CODE_REJECTED,
+                    format!("The provider redirected the customer back with error {error:?}. A new authorisation URL is published for the customer to try again."),
+                )
+                .await
+                .map(|o| o.until(Some(add(self.now, MISMATCH_SHOWN))));
+        }
+        let confirmed = match self.provider_status(gate.view()?).await? {
+            Confirmation::Status(status) => status,
+            Confirmation::Wait(outcome) => return Ok(outcome),
+            Confirmation::Unknown => None,
         };
-        self.store_customer_token(&response, handoff).await
-    }
-
-    /// Writes the customer token Secret and records the authorisation.
-    async fn store_customer_token(
-        &mut self,
-        response: &TokenResponse,
-        handoff: &Secret,
-    ) -> Step<Outcome> {
-        let token_value = response.access_token.expose();
-        let expiry = token_lifetime::expiry(self.now, response.expires_in, token_value);
-        let expected = self.status.consent_id.clone().unwrap_or_default();
-        let checked = check_token_consent(token_value, &expected).and_then(|()| {
-            check_id_token(
-                response.id_token.as_ref().map(|t| t.expose()),
-                None,
-                &expected,
-            )
-        });
-        if let Err(m) = checked {
-            return self.refuse_authorisation(handoff, m).await;
-        }
-        let consent_id = token_consent(token_value).unwrap_or(expected);
-        let data = TokenSecret {
-            access_token: token_value,
-            expires_at: expiry,
-            consent_id: Some(&consent_id),
-        }
-        .data();
-        let token_name = self.obj.token_secret_name();
-        let written = self.secrets.apply(&token_name, &self.owner, data).await;
-        if let Ok(version) = &written {
-            self.wrote_secret(&token_name, version.clone());
-        }
-        if let Err(e) = written {
-            if let SecretError::NotOwned { .. } = e {
-                // The code is spent either way; say where the token could not go.
-                return self
-                    .code_spent(
-                        handoff,
-                        reason::SECRET_CONFLICT,
-                        format!("{e}. The customer token could not be stored; set spec.tokenSecretName to a free name on a new AccountConsent."),
-                    )
-                    .await;
+        match confirmed {
+            Some(ConsentStatus::Rejected) => {
+                self.status.consent_status = Some(ConsentStatus::Rejected);
+                self.end_authorisation();
+                self.persist().await?;
+                self.secrets.delete_exact(secret).await?;
+                Ok(self.finalise(ConsentStatus::Rejected))
             }
-            return Err(e.into());
+            other => {
+                let why = match other {
+                    Some(status) => format!(
+                        "the provider still holds consent {} as {status}",
+                        self.status.consent_id.as_deref().unwrap_or("?")
+                    ),
+                    None => {
+                        "the provider offers no way to confirm it (no GET on consents)".to_string()
+                    }
+                };
+                let outcome = self
+                    .code_spent(
+                        secret,
+                        reason::AUTHORISATION_REFUSED,
+                        format!("The customer's browser came back with a refusal (access_denied), but {why}: the refusal is not final, and anyone holding the authorisation URL could have sent it. A new authorisation URL is published for the customer."),
+                    )
+                    .await?;
+                Ok(outcome.until(Some(add(self.now, MISMATCH_SHOWN))))
+            }
         }
-        self.status.consent_status = Some(ConsentStatus::Authorised);
-        self.status.token_expires_at = Some(Time(expiry));
-        self.status.authorised_at = Some(Time(self.now));
-        self.succeeded();
-        self.status.next_check_at = None;
-        self.end_authorisation();
-        self.persist().await?;
-        self.secrets.delete_exact(handoff).await?;
-        self.ctx.metrics.consent.exchanged(&self.labels());
-        self.event(
-            EventType::Normal,
-            reason::AUTHORISED,
-            "ExchangeCode",
-            format!(
-                "The customer authorised consent {consent_id}; customer token stored in Secret {token_name}, valid until {}.",
-                rfc3339(expiry)
-            ),
-        )
-        .await;
-        Ok(self.authorised())
     }
 
     /// An authorisation that belongs to another consent (or another request): nothing is
     /// stored, the pending authorisation ends and a new URL is published at the next look.
-    async fn refuse_authorisation(
+    pub(super) async fn refuse_authorisation(
         &mut self,
         handoff: &Secret,
         mismatch: Mismatch,
@@ -237,7 +190,7 @@ impl ConsentRun<'_> {
     }
 
     /// The code cannot be used again: the authorisation ends, the hand-off goes.
-    async fn code_spent(
+    pub(super) async fn code_spent(
         &mut self,
         handoff: &Secret,
         reason: &'static str,

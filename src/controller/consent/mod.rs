@@ -7,13 +7,16 @@
 mod authorisation;
 mod binding;
 mod creation;
+mod exchange;
 mod handoff;
 mod plan;
 pub(crate) mod polling;
+mod refresh;
 mod registration_view;
 mod revocation;
 #[cfg(test)]
 mod tests;
+mod verification;
 
 use super::error::{Result, Step};
 use super::frame::{FailureFields, Reconciled, Run};
@@ -49,7 +52,7 @@ impl Reconciled for AccountConsent {
     }
 
     fn secret_names(&self) -> Vec<String> {
-        vec![self.token_secret_name()]
+        vec![self.token_secret_name(), self.refresh_token_secret_name()]
     }
 
     fn observed_generation(status: &AccountConsentStatus) -> Option<i64> {
@@ -171,7 +174,11 @@ async fn apply(run: &mut ConsentRun<'_>) -> Step<Outcome> {
     {
         return Ok(run.finalise(status));
     }
+    let refreshable = run.status.refresh_token_secret.is_some();
     let outcome = match (&run.status.consent_status, &registration) {
+        (Some(ConsentStatus::Authorised), registration) if refreshable => {
+            run.keep_customer_token(registration.as_deref()).await?
+        }
         (Some(ConsentStatus::Authorised), _) => run.authorised(),
         (_, Some(registration)) => run.awaiting(registration).await?,
         (_, None) => return Ok(run.unchanged(None)),
@@ -216,27 +223,27 @@ impl ConsentRun<'_> {
     fn authorised(&self) -> Outcome {
         let token_name = self.obj.token_secret_name();
         match self.status.token_expires_at.as_ref().map(|t| t.0) {
-            Some(exp) if exp <= self.now => Outcome {
-                ready: false,
-                reason: reason::REAUTHORISATION_REQUIRED,
-                message: format!(
-                    "The customer token in Secret {token_name} expired at {} and the provider issues no refresh token: the customer must authorise again. Delete this AccountConsent and create it anew, then send the customer to its new status.authorisationUrl.",
-                    rfc3339(exp)
-                ),
-                next: None,
-                event: Some(EventType::Warning),
-            },
-            Some(exp) => Outcome {
-                ready: true,
-                reason: reason::AUTHORISED,
-                message: format!(
-                    "Consent {} is authorised; the customer token in Secret {token_name} is valid until {}.",
-                    self.status.consent_id.as_deref().unwrap_or("?"),
-                    rfc3339(exp)
-                ),
-                next: Some(exp),
-                event: None,
-            },
+            Some(exp) if exp <= self.now => self.reauthorisation_required(&format!(
+                "it expired at {} and the provider issued no refresh token",
+                rfc3339(exp)
+            )),
+            Some(exp) => {
+                let renewal = match self.refresh_note() {
+                    Some(at) => format!("; it is refreshed at {}", rfc3339(at)),
+                    None => String::new(),
+                };
+                Outcome {
+                    ready: true,
+                    reason: reason::AUTHORISED,
+                    message: format!(
+                        "Consent {} is authorised; the customer token in Secret {token_name} is valid until {}{renewal}.",
+                        self.status.consent_id.as_deref().unwrap_or("?"),
+                        rfc3339(exp)
+                    ),
+                    next: earliest(Some(exp), self.refresh_note()),
+                    event: None,
+                }
+            }
             None => Outcome {
                 ready: false,
                 reason: reason::AWAITING_AUTHORISATION_CODE,

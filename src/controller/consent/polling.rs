@@ -2,9 +2,11 @@
 //! /account-access-consents/{id}`) on an in-memory schedule that backs off while nothing changes
 //! and keeps all consents together within a share of the provider's rate limit.
 
-use super::registration_view::RegistrationView;
+use super::registration_view::{not_ready, RegistrationView};
 use super::ConsentRun;
+use crate::api::{reason, ConsentStatus};
 use crate::controller::error::Step;
+use crate::controller::report::Outcome;
 use crate::controller::schedule::{backoff, FailureKind};
 use crate::controller::time::add;
 use jiff::Timestamp;
@@ -25,6 +27,16 @@ pub struct PollState {
     pub unchanged: u32,
     /// Failed polls in a row.
     pub failures: u32,
+}
+
+/// What the provider said when asked to confirm a redirect.
+pub(super) enum Confirmation {
+    /// The consent's status as the provider holds it.
+    Status(Option<ConsentStatus>),
+    /// The provider cannot be asked (it has no GET on consents).
+    Unknown,
+    /// Not now: what to report meanwhile (the hand-off waits).
+    Wait(Outcome),
 }
 
 /// The poll states of every tracked consent, by uid. In memory on purpose: a poll that finds
@@ -176,7 +188,7 @@ impl ConsentRun<'_> {
         match self
             .ctx
             .provider
-            .get_consent(registration.base(), &token, &consent_id)
+            .get_consent(registration.target(), &token, &consent_id)
             .await
         {
             Ok(response) => {
@@ -203,6 +215,51 @@ impl ConsentRun<'_> {
                     self.schedule_poll(state.unchanged, state.failures + 1),
                 ))
             }
+        }
+    }
+
+    /// What the provider says of the consent now, to confirm what a redirect claims (see
+    /// `Confirmation`).
+    pub(super) async fn provider_status(
+        &mut self,
+        registration: &RegistrationView,
+    ) -> Step<Confirmation> {
+        let Some(consent_id) = self.status.consent_id.clone() else {
+            return Ok(Confirmation::Unknown);
+        };
+        if self.status.status_polling_supported == Some(false) {
+            return Ok(Confirmation::Unknown);
+        }
+        let Some(token) = registration.client_token(self.ctx).await? else {
+            return Ok(Confirmation::Wait(not_ready(
+                format!("TppRegistration {} has no client token yet; the refusal is confirmed with the provider once it has.", registration.name()),
+                self.now,
+            )));
+        };
+        match self
+            .ctx
+            .provider
+            .get_consent(registration.target(), &token, &consent_id)
+            .await
+        {
+            Ok(response) => {
+                self.record_consent(&response);
+                Ok(Confirmation::Status(self.status.consent_status.clone()))
+            }
+            Err(e) if matches!(e.status(), Some(404 | 405)) => {
+                self.status.status_polling_supported = Some(false);
+                self.ctx.consent_polls.forget(&self.uid);
+                Ok(Confirmation::Unknown)
+            }
+            Err(e) if e.is_throttled() => Ok(Confirmation::Wait(
+                self.deferred(e.retry_after().unwrap_or_default()),
+            )),
+            Err(e) => Ok(Confirmation::Wait(self.failure(
+                reason::PROVIDER_UNAVAILABLE,
+                format!("Confirming the customer's refusal with the provider failed: {e}."),
+                FailureKind::of(&e),
+                e.retry_after(),
+            ))),
         }
     }
 }

@@ -5,11 +5,12 @@
 
 use crate::api::{find, reason, TppRegistration, READY};
 use crate::controller::error::Halt;
-use crate::controller::inputs::{ProviderTarget, RegistrationInputs};
+use crate::controller::inputs::RegistrationInputs;
+use crate::controller::providers::Resolved;
 use crate::controller::report::Outcome;
 use crate::controller::time::add;
 use crate::controller::Context;
-use crate::provider::{ClientCredentials, Sensitive};
+use crate::provider::{ClientCredentials, Sensitive, Target};
 use crate::secrets::SecretError;
 use crate::signing::SigningKey;
 use jiff::Timestamp;
@@ -17,7 +18,6 @@ use kube::api::Api;
 use kube::ResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
-use url::Url;
 
 /// How often a consent whose registration is not Ready looks again (besides the watch).
 pub const REGISTRATION_RETRY: Duration = Duration::from_secs(30);
@@ -64,7 +64,7 @@ impl RegistrationGate {
             }
             None => return closed(format!("Waiting for TppRegistration {name} to be Ready.")),
         }
-        let provider = match RegistrationInputs::of(ctx, &registration).provider() {
+        let provider = match RegistrationInputs::of(ctx, &registration).provider().await {
             Ok(provider) => provider,
             Err(e) => return closed(format!("TppRegistration {name}: {e}.")),
         };
@@ -112,7 +112,7 @@ impl Unusable {
 /// A Ready registration, as a consent uses it.
 pub struct RegistrationView {
     obj: TppRegistration,
-    provider: ProviderTarget,
+    provider: Resolved,
 }
 
 impl RegistrationView {
@@ -121,14 +121,14 @@ impl RegistrationView {
         self.obj.name_any()
     }
 
-    /// Its provider's base URL.
-    pub fn base(&self) -> &Url {
-        &self.provider.base
+    /// Its provider, ready to be called.
+    pub fn target(&self) -> &Target {
+        &self.provider.target
     }
 
-    /// Its provider's base URL as configured.
-    pub fn provider_url(&self) -> &str {
-        &self.provider.url
+    /// Its provider's name and URL, for messages.
+    pub fn provider_text(&self) -> String {
+        format!("{} ({})", self.provider.name, self.provider.target.url)
     }
 
     /// When its current client token was issued.

@@ -22,9 +22,12 @@ pub(super) async fn cleanup(run: &mut ConsentRun<'_>) -> Result<()> {
     let handoff = run.obj.authorisation_secret_name();
     run.secrets.delete_owned(&handoff, &run.owner).await?;
     let token = run.obj.token_secret_name();
+    let refresh = run.obj.refresh_token_secret_name();
     let done = if delete {
+        run.secrets.delete_owned(&refresh, &run.owner).await?;
         run.secrets.delete_owned(&token, &run.owner).await?
     } else {
+        run.secrets.release(&refresh, &run.owner).await?;
         run.secrets.release(&token, &run.owner).await?
     };
     run.ctx.metrics.consent.forget(&run.labels());
@@ -70,7 +73,7 @@ async fn revoke(run: &mut ConsentRun<'_>, consent_id: &str) -> Result<()> {
     match run
         .ctx
         .provider
-        .delete_consent(registration.base(), &token, consent_id)
+        .delete_consent(registration.target(), &token, consent_id)
         .await
     {
         Ok(()) => {

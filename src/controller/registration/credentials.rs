@@ -8,7 +8,8 @@ use super::RegistrationRun;
 use crate::api::contract::{credentials, rfc3339};
 use crate::api::{reason, RegistrationState, TppRegistration, ANNOTATION_RETRY_REGISTRATION};
 use crate::controller::error::{Halt, Step};
-use crate::controller::inputs::{credentials_in, ProviderTarget, RegistrationInputs};
+use crate::controller::inputs::{credentials_in, RegistrationInputs};
+use crate::controller::providers::Resolved;
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
 use crate::provider::{ClientCredentials, ProviderError, RegistrationRequest, Sensitive};
@@ -21,10 +22,7 @@ use std::time::Duration;
 
 impl RegistrationRun<'_> {
     /// Reads the credentials Secret, adopting it if new to this object, or registers.
-    pub(super) async fn credentials(
-        &mut self,
-        provider: &ProviderTarget,
-    ) -> Step<ClientCredentials> {
+    pub(super) async fn credentials(&mut self, provider: &Resolved) -> Step<ClientCredentials> {
         let secret_name = self.obj.credentials_secret_name();
         let inputs = RegistrationInputs::of(self.ctx, self.obj);
         let Some(secret) = inputs.credentials_secret().await? else {
@@ -63,7 +61,7 @@ impl RegistrationRun<'_> {
             self.status.registration = Some(state);
             self.status.registration_attempt_started_at = None;
             self.status.registered_at.get_or_insert(Time(self.now));
-            self.status.provider_url = Some(provider.url.clone());
+            self.status.provider_url = Some(provider.target.url.to_string());
             self.succeeded();
             if state == RegistrationState::Adopted {
                 self.event(
@@ -80,11 +78,11 @@ impl RegistrationRun<'_> {
 
     /// Registers with the provider, persisting the attempt before the call and the result
     /// before anything else, so a crash never causes a second registration.
-    async fn register(&mut self, provider: &ProviderTarget) -> Step<ClientCredentials> {
+    async fn register(&mut self, provider: &Resolved) -> Step<ClientCredentials> {
         let retry = self.annotation(ANNOTATION_RETRY_REGISTRATION);
         self.may_register(retry)?;
         let signature = self.signature_certificate().await?;
-        if let Some(wait) = self.ctx.provider.throttled(&provider.base) {
+        if let Some(wait) = self.ctx.provider.throttled(&provider.target) {
             // Held back before the attempt is recorded: nothing is sent, nothing to confirm.
             return Err(self.deferred(wait).into());
         }
@@ -95,14 +93,14 @@ impl RegistrationRun<'_> {
         self.status.handled_retry_registration = retry
             .map(str::to_string)
             .or(self.status.handled_retry_registration.take());
-        self.status.provider_url = Some(provider.url.clone());
+        self.status.provider_url = Some(provider.target.url.to_string());
         self.persist().await?;
 
         let request = registration_request(self.obj);
         let response = match self
             .ctx
             .provider
-            .register(&provider.base, &signature, &request)
+            .register(&provider.target, &signature, &request)
             .await
         {
             Ok(r) => r,
@@ -127,8 +125,8 @@ impl RegistrationRun<'_> {
             reason::REGISTERED,
             "Register",
             format!(
-                "Registered with {} as client {}; credentials stored in Secret {credentials_name}.",
-                provider.url, credentials.client_id
+                "Registered with {} ({}) as client {}; credentials stored in Secret {credentials_name}.",
+                provider.name, provider.target.url, credentials.client_id
             ),
         )
         .await;

@@ -15,15 +15,23 @@ mod token;
 
 use super::error::{Halt, Result, Step};
 use super::frame::{FailureFields, Reconciled, Run};
-use super::inputs::{ProviderRefusal, RegistrationInputs};
+use super::inputs::RegistrationInputs;
+use super::providers::ProviderRefusal;
 use super::report::Outcome;
+use super::time::add;
 use super::time::earliest;
 use crate::api::{
     reason, SecretTemplate, TppRegistration, TppRegistrationStatus, LABEL_REGISTRATION,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
 use std::future::Future;
+
+/// How soon a registration looks again while the ClusterProviders are being read.
+const PROVIDERS_LOADING: std::time::Duration = std::time::Duration::from_secs(2);
+/// How soon a registration whose provider is not ready looks again (besides its watch).
+const PROVIDER_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One reconcile of one TppRegistration.
 pub(crate) type RegistrationRun<'a> = Run<'a, TppRegistration>;
@@ -97,16 +105,39 @@ impl Reconciled for TppRegistration {
     }
 }
 
+/// The registrations that use the ClusterProvider `provider` (for the ClusterProvider watch):
+/// those naming it, those resolved to it before, and those naming none when it is the default.
+pub fn using_provider<P: kube::Resource>(
+    store: &Store<TppRegistration>,
+    provider: &P,
+    default_provider: &str,
+) -> Vec<ObjectRef<TppRegistration>> {
+    let name = provider.meta().name.as_deref().unwrap_or_default();
+    store
+        .state()
+        .iter()
+        .filter(|r| {
+            let named = r.spec.provider_ref.as_ref().map(|p| p.name.as_str());
+            let resolved = r.status.as_ref().and_then(|s| s.provider.as_deref());
+            named.or(resolved).unwrap_or(default_provider) == name
+                || r.provider_url().is_some() && resolved.is_none()
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
 /// Registration (or adoption), then the token, then the signing key.
 async fn apply(run: &mut RegistrationRun<'_>) -> Step<Outcome> {
-    let provider = RegistrationInputs::of(run.ctx, run.obj)
-        .provider()
-        .map_err(|refusal| provider_refused(&refusal))?;
+    let provider = match RegistrationInputs::of(run.ctx, run.obj).provider().await {
+        Ok(provider) => provider,
+        Err(refusal) => return Err(provider_refused(run, &refusal)),
+    };
+    run.status.provider = Some(provider.name.clone());
     run.status.credentials_secret = Some(run.obj.credentials_secret_name());
     run.status.token_secret = Some(run.obj.token_secret_name());
 
     let credentials = run.credentials(&provider).await?;
-    let token = run.token(&provider.base, &credentials).await?;
+    let token = run.token(&provider.target, &credentials).await?;
     // A bad signing key must not stop client tokens from being refreshed: it is reported on
     // top of the token's outcome.
     Ok(match run.signing_key().await {
@@ -128,19 +159,41 @@ async fn apply(run: &mut RegistrationRun<'_>) -> Step<Outcome> {
 }
 
 /// What a registration whose provider may not be called reports; it calls nothing.
-fn provider_refused(refusal: &ProviderRefusal) -> Outcome {
-    match refusal {
-        ProviderRefusal::Invalid(e) => Outcome::failed(
-            reason::INVALID_PROVIDER_URL,
-            format!("{e}. Set spec.providerUrl to the provider's https base URL."),
-            None,
+fn provider_refused(run: &RegistrationRun<'_>, refusal: &ProviderRefusal) -> Halt {
+    let name = &run.name;
+    let (reason, advice) = match refusal {
+        // Just after a start: nothing to report, the ClusterProviders come in a moment.
+        ProviderRefusal::NotLoaded => {
+            return Halt::Report(run.unchanged(Some(add(run.now, PROVIDERS_LOADING))));
+        }
+        ProviderRefusal::Namespace { .. } => (
+            reason::PROVIDER_UNAVAILABLE,
+            "It is tried again shortly.".to_string(),
         ),
-        ProviderRefusal::NotAllowed { url, allowed } => Outcome::failed(
+        ProviderRefusal::NotReady { .. } => (
+            reason::PROVIDER_UNAVAILABLE,
+            "Its status says why (kubectl get clusterprovider -o yaml); this registration waits for it.".to_string(),
+        ),
+        ProviderRefusal::Moved { .. } => (
+            reason::PROVIDER_CHANGED,
+            format!("Its credentials belong to the provider it registered with; to use the new one, create a new TppRegistration (and delete {name})."),
+        ),
+        ProviderRefusal::NotFound(_)
+        | ProviderRefusal::NoProviderForUrl(_)
+        | ProviderRefusal::NotAllowed { .. } => (
             reason::PROVIDER_NOT_ALLOWED,
-            format!(
-                "The provider {url} is not one this operator may call (allowed: {allowed}). Remove spec.providerUrl, or ask the platform team to add it to the operator's allowed providers (Helm value allowedProviderUrls)."
-            ),
-            None,
+            "Name a ClusterProvider that allows this namespace in spec.providerRef (kubectl get clusterproviders), or ask the platform team to allow this namespace.".to_string(),
         ),
-    }
+    };
+    let next = match refusal {
+        ProviderRefusal::NotReady { .. } | ProviderRefusal::Namespace { .. } => {
+            Some(add(run.now, PROVIDER_RETRY))
+        }
+        _ => None,
+    };
+    Halt::Report(Outcome::failed(
+        reason,
+        format!("{refusal}. {advice}"),
+        next,
+    ))
 }

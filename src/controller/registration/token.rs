@@ -2,27 +2,27 @@
 //! keep the old token in place when the provider fails.
 
 use super::plan::{classify_token_failure, token_plan, RefreshReason, TokenAdvice, TokenPlan};
-use super::schedule::{conflict_retry_delay, refresh_at, token_retry_delay};
+use super::schedule::conflict_retry_delay;
 use super::RegistrationRun;
 use crate::api::contract::{rfc3339, TokenSecret};
 use crate::api::{reason, ANNOTATION_FORCE_REFRESH};
 use crate::controller::error::Step;
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
-use crate::provider::{token, ClientCredentials, ProviderError};
+use crate::controller::token_schedule::{refresh_at, token_retry_delay};
+use crate::provider::{token, ClientCredentials, ProviderError, Target};
 use crate::secrets::SecretError;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 use std::time::Duration;
-use url::Url;
 
 impl RegistrationRun<'_> {
     /// Decides about the token and refreshes it when due.
     pub(super) async fn token(
         &mut self,
-        base: &Url,
+        target: &Target,
         credentials: &ClientCredentials,
     ) -> Step<Outcome> {
         let token_name = self.obj.token_secret_name();
@@ -38,14 +38,14 @@ impl RegistrationRun<'_> {
             TokenPlan::WaitUntil(t) => Ok(self.waiting(t, owned)),
             TokenPlan::Refresh(_) if conflict => Ok(self.conflict(&token_name)),
             TokenPlan::Refresh(why) => {
-                if let Some(wait) = self.ctx.provider.throttled(base) {
+                if let Some(wait) = self.ctx.provider.throttled(target) {
                     // Held back, not sent: a forced refresh stays asked for.
                     return Ok(self.deferred(wait));
                 }
                 if why == RefreshReason::Forced {
                     self.status.handled_force_refresh = force.map(str::to_string);
                 }
-                self.refresh_token(base, credentials, existing.as_ref(), why)
+                self.refresh_token(target, credentials, existing.as_ref(), why)
                     .await
             }
         }
@@ -65,7 +65,7 @@ impl RegistrationRun<'_> {
     /// stays in place and the next attempt backs off.
     async fn refresh_token(
         &mut self,
-        base: &Url,
+        target: &Target,
         credentials: &ClientCredentials,
         existing: Option<&Secret>,
         why: RefreshReason,
@@ -76,14 +76,19 @@ impl RegistrationRun<'_> {
         let response = match self
             .ctx
             .provider
-            .client_token(base, credentials, &self.obj.spec.scope)
+            .client_token(target, credentials, &self.obj.spec.scope)
             .await
         {
             Ok(r) => r,
             Err(e) => return Ok(self.token_failure(e, credentials, had_token)),
         };
         let issued = self.now;
-        let expiry = token::expiry(issued, response.expires_in, response.access_token.expose());
+        let expiry = token::expiry(
+            target.lifetime,
+            issued,
+            response.expires_in,
+            response.access_token.expose(),
+        );
         if expiry <= self.ctx.clock.now() {
             // Writing it would hand apps a dead token and schedule an immediate refresh: a
             // loop. The old token stays; the request is retried with backoff.
