@@ -154,6 +154,15 @@ struct RunArgs {
     /// Seconds a Lease stays valid without renewal; a standby takes over after that.
     #[arg(long, env = "TPP_LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// URL prefixes an AccountConsent's spec.returnUrl may start with, comma-separated
+    /// (https; same scheme, host and port, path below the prefix's). Default: none, so no
+    /// consent may send its customers back to an app.
+    #[arg(
+        long = "allowed-return-url",
+        env = "TPP_ALLOWED_RETURN_URLS",
+        value_delimiter = ','
+    )]
+    allowed_return_urls: Vec<String>,
 }
 
 /// The pod's namespace when running in a cluster.
@@ -261,7 +270,20 @@ fn settings(args: &RunArgs) -> Result<Settings, String> {
         // A quarter of the provider budget: registrations, tokens and consents come first.
         consent_poll_rate: (args.provider_rate_limit / 4.0).max(0.1),
         template_policy: template_policy(args),
+        allowed_return_urls: allowed_return_urls(args)?,
     })
+}
+
+/// The return-URL prefixes from the flag (empty entries ignored).
+fn allowed_return_urls(args: &RunArgs) -> Result<Vec<url::Url>, String> {
+    args.allowed_return_urls
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| {
+            tpp_operator::api::contract::parse_return_url_prefix(u.trim())
+                .map_err(|e| format!("--allowed-return-url: {e}"))
+        })
+        .collect()
 }
 
 /// The rule for `spec.secretTemplate` keys: the flags' lists (empty entries ignored), the

@@ -32,6 +32,7 @@ async fn listener(limits: PublicLimits) -> (String, ApiHandle) {
         consent_poll_interval: Duration::from_secs(10),
         consent_poll_rate: 1.0,
         template_policy: Default::default(),
+        allowed_return_urls: vec![],
     };
     let ctx = Arc::new(Context::new(client, provider, metrics, settings));
     let state = HttpState::new(ctx, &limits);

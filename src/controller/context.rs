@@ -119,6 +119,9 @@ pub struct Settings {
     pub consent_poll_rate: f64,
     /// Which label and annotation keys `spec.secretTemplate` may set.
     pub template_policy: TemplatePolicy,
+    /// URL prefixes an AccountConsent's `spec.returnUrl` must start with (see
+    /// `contract::allows_return_url`); empty allows none.
+    pub allowed_return_urls: Vec<Url>,
 }
 
 impl Settings {
@@ -232,6 +235,7 @@ mod tests {
             consent_poll_interval: Duration::from_secs(10),
             consent_poll_rate: 1.0,
             template_policy: Default::default(),
+            allowed_return_urls: vec![],
         };
         let allows = |u: &str| settings.allows_provider(&u.parse().unwrap());
         assert!(allows("https://bank.example/"));
