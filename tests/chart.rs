@@ -221,6 +221,11 @@ fn default_render_is_hardened_and_carries_the_crds() {
         env(container, "TPP_ALLOWED_PROVIDER_URLS").expect("allowlist")["value"].as_str(),
         Some("https://api-openbanking.leatherback.co")
     );
+    assert_eq!(
+        env(container, "TPP_ALLOWED_RETURN_URLS").expect("return URLs")["value"].as_str(),
+        Some(""),
+        "no return URL is allowed by default"
+    );
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(
             container[probe]["httpGet"]["port"].as_str(),
@@ -749,6 +754,8 @@ fn every_escape_hatch_renders() {
         "--set",
         "allowedProviderUrls={https://api-openbanking.leatherback.co,https://sandbox.example.com}",
         "--set",
+        "returnUrls={https://app.example.com/openbanking,https://pay.example.com}",
+        "--set",
         "ingress.enabled=true",
         "--set",
         "ingress.host=tpp.example.com",
@@ -806,6 +813,10 @@ fn every_escape_hatch_renders() {
         env(container, "TPP_ALLOWED_PROVIDER_URLS").expect("allowlist")["value"].as_str(),
         Some("https://api-openbanking.leatherback.co,https://sandbox.example.com")
     );
+    assert_eq!(
+        env(container, "TPP_ALLOWED_RETURN_URLS").expect("return URLs")["value"].as_str(),
+        Some("https://app.example.com/openbanking,https://pay.example.com")
+    );
     // The Ingress reaches the public port only; the ServiceMonitor scrapes the metrics port.
     let ingress = of_kind(&rendered, "Ingress")[0];
     let paths = seq(&ingress["spec"]["rules"][0]["http"]["paths"]);
@@ -822,7 +833,11 @@ fn every_escape_hatch_renders() {
         .collect();
     assert_eq!(
         routed,
-        BTreeSet::from([("/callback", "public"), ("/jwks", "public")])
+        BTreeSet::from([
+            ("/callback", "public"),
+            ("/callback.js", "public"),
+            ("/jwks", "public")
+        ])
     );
     let monitor = of_kind(&rendered, "ServiceMonitor")[0];
     assert_eq!(
@@ -916,6 +931,7 @@ fn invalid_values_are_refused() {
             "/allowedProviderUrls/1",
         ),
         ("image.digest=latest", "/image/digest"),
+        ("returnUrls={http://app.example}", "/returnUrls/0"),
         ("unknownValue=1", "unknownValue"),
     ] {
         let err = refused(&template_args(&[
