@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tpp_operator::api::contract::parse_return_url_prefixes;
 use tpp_operator::controller::{self, Context, Settings};
 use tpp_operator::http::{self, ConnectionLimits, HttpState, PublicLimits};
 use tpp_operator::leader::LeaseConfig;
@@ -270,20 +271,9 @@ fn settings(args: &RunArgs) -> Result<Settings, String> {
         // A quarter of the provider budget: registrations, tokens and consents come first.
         consent_poll_rate: (args.provider_rate_limit / 4.0).max(0.1),
         template_policy: template_policy(args),
-        allowed_return_urls: allowed_return_urls(args)?,
+        allowed_return_urls: parse_return_url_prefixes(&args.allowed_return_urls)
+            .map_err(|e| format!("--allowed-return-url: {e}"))?,
     })
-}
-
-/// The return-URL prefixes from the flag (empty entries ignored).
-fn allowed_return_urls(args: &RunArgs) -> Result<Vec<url::Url>, String> {
-    args.allowed_return_urls
-        .iter()
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| {
-            tpp_operator::api::contract::parse_return_url_prefix(u.trim())
-                .map_err(|e| format!("--allowed-return-url: {e}"))
-        })
-        .collect()
 }
 
 /// The rule for `spec.secretTemplate` keys: the flags' lists (empty entries ignored), the

@@ -46,8 +46,8 @@ pub use authorisation::{
 
 mod return_url;
 pub use return_url::{
-    allows_return_url, outcome_url, parse_return_url_prefix, ReturnOutcome, ReturnUrlPrefixError,
-    CONSENT_PARAM, OUTCOME_PARAM,
+    allows_return_url, outcome_url, parse_return_url_prefix, parse_return_url_prefixes,
+    ReturnOutcome, ReturnUrlPrefixError, CONSENT_PARAM, OUTCOME_PARAM,
 };
 
 /// Keys of the authorisation hand-off Secret (`<consent>-authorisation`).

@@ -67,6 +67,15 @@ pub fn parse_return_url_prefix(raw: &str) -> Result<Url, ReturnUrlPrefixError> {
     }
 }
 
+/// Parses the configured prefixes (`--allowed-return-url`), ignoring empty entries.
+pub fn parse_return_url_prefixes(raw: &[String]) -> Result<Vec<Url>, ReturnUrlPrefixError> {
+    raw.iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .map(parse_return_url_prefix)
+        .collect()
+}
+
 fn is_dns_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
 }
@@ -197,6 +206,12 @@ mod tests {
                 "{raw}"
             );
         }
+        let flag = [" https://a.example/x ".to_string(), String::new()];
+        assert_eq!(
+            parse_return_url_prefixes(&flag).map(|l| l.len()),
+            Ok(1),
+            "empty entries are ignored"
+        );
     }
 
     #[test]
