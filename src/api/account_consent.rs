@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
+    validation = Rule::new("has(self.returnUrl) == has(oldSelf.returnUrl) && (!has(self.returnUrl) || self.returnUrl == oldSelf.returnUrl)").message("returnUrl cannot change after creation; create a new AccountConsent instead"),
     validation = Rule::new("self.registrationRef == oldSelf.registrationRef && self.permissions == oldSelf.permissions && self.redirectUri == oldSelf.redirectUri && has(self.expirationDateTime) == has(oldSelf.expirationDateTime) && (!has(self.expirationDateTime) || self.expirationDateTime == oldSelf.expirationDateTime) && has(self.transactionFromDateTime) == has(oldSelf.transactionFromDateTime) && (!has(self.transactionFromDateTime) || self.transactionFromDateTime == oldSelf.transactionFromDateTime) && has(self.transactionToDateTime) == has(oldSelf.transactionToDateTime) && (!has(self.transactionToDateTime) || self.transactionToDateTime == oldSelf.transactionToDateTime)").message("the consent's content (registrationRef, permissions, redirectUri and dates) cannot change after creation; create a new AccountConsent instead"),
-    validation = Rule::new("!has(self.transactionFromDateTime) || !has(self.transactionToDateTime) || self.transactionFromDateTime <= self.transactionToDateTime").message("transactionFromDateTime must not be after transactionToDateTime"),
-    validation = Rule::new("has(self.returnUrl) == has(oldSelf.returnUrl) && (!has(self.returnUrl) || self.returnUrl == oldSelf.returnUrl)").message("returnUrl cannot change after creation; create a new AccountConsent instead")
+    validation = Rule::new("!has(self.transactionFromDateTime) || !has(self.transactionToDateTime) || self.transactionFromDateTime <= self.transactionToDateTime").message("transactionFromDateTime must not be after transactionToDateTime")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AccountConsentSpec {
