@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tpp_operator::api::contract::parse_return_url_prefixes;
 use tpp_operator::controller::{self, Context, Settings};
 use tpp_operator::http::{self, ConnectionLimits, HttpState, PublicLimits};
 use tpp_operator::leader::LeaseConfig;
@@ -165,6 +166,15 @@ struct RunArgs {
     /// Seconds a Lease stays valid without renewal; a standby takes over after that.
     #[arg(long, env = "TPP_LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// URL prefixes an AccountConsent's spec.returnUrl may start with, comma-separated
+    /// (https; same scheme, host and port, path below the prefix's). Default: none, so no
+    /// consent may send its customers back to an app.
+    #[arg(
+        long = "allowed-return-url",
+        env = "TPP_ALLOWED_RETURN_URLS",
+        value_delimiter = ','
+    )]
+    allowed_return_urls: Vec<String>,
 }
 
 /// The pod's namespace when running in a cluster.
@@ -271,6 +281,8 @@ fn settings(args: &RunArgs) -> Result<Settings, String> {
         // A quarter of the provider budget: registrations, tokens and consents come first.
         consent_poll_rate: (args.provider_rate_limit / 4.0).max(0.1),
         template_policy: template_policy(args),
+        allowed_return_urls: parse_return_url_prefixes(&args.allowed_return_urls)
+            .map_err(|e| format!("--allowed-return-url: {e}"))?,
     })
 }
 

@@ -247,6 +247,11 @@ fn default_render_is_hardened_and_carries_the_crds() {
     assert_eq!(declared.len(), 1);
     assert_eq!(declared[0]["name"], "leatherback");
     assert_eq!(declared[0]["url"], "https://api-openbanking.leatherback.co");
+    assert_eq!(
+        env(container, "TPP_ALLOWED_RETURN_URLS").expect("return URLs")["value"].as_str(),
+        Some(""),
+        "no return URL is allowed by default"
+    );
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(
             container[probe]["httpGet"]["port"].as_str(),
@@ -807,6 +812,8 @@ fn every_escape_hatch_renders() {
         "--set-json",
         r#"providers=[{"name":"leatherback","profile":"leatherback","url":"https://api-openbanking.leatherback.co"},{"name":"sandbox","profile":"openbanking-uk","url":"https://sandbox.example.com","allowedNamespaces":{"selector":{}}}]"#,
         "--set",
+        "returnUrls={https://app.example.com/openbanking,https://pay.example.com}",
+        "--set",
         "ingress.enabled=true",
         "--set",
         "ingress.host=tpp.example.com",
@@ -872,6 +879,10 @@ fn every_escape_hatch_renders() {
         declared[1]["allowedNamespaces"],
         serde_json::json!({"selector": {}})
     );
+    assert_eq!(
+        env(container, "TPP_ALLOWED_RETURN_URLS").expect("return URLs")["value"].as_str(),
+        Some("https://app.example.com/openbanking,https://pay.example.com")
+    );
     // The Ingress reaches the public port only; the ServiceMonitor scrapes the metrics port.
     let ingress = of_kind(&rendered, "Ingress")[0];
     let paths = seq(&ingress["spec"]["rules"][0]["http"]["paths"]);
@@ -888,7 +899,11 @@ fn every_escape_hatch_renders() {
         .collect();
     assert_eq!(
         routed,
-        BTreeSet::from([("/callback", "public"), ("/jwks", "public")])
+        BTreeSet::from([
+            ("/callback", "public"),
+            ("/callback.js", "public"),
+            ("/jwks", "public")
+        ])
     );
     let monitor = of_kind(&rendered, "ServiceMonitor")[0];
     assert_eq!(
@@ -991,6 +1006,7 @@ fn invalid_values_are_refused() {
         ("providers[0].url=ftp://x", "/providers/0/url"),
         ("providers[0].profile=ob", "/providers/0/profile"),
         ("image.digest=latest", "/image/digest"),
+        ("returnUrls={http://app.example}", "/returnUrls/0"),
         ("unknownValue=1", "unknownValue"),
     ] {
         let err = refused(&template_args(&[

@@ -628,6 +628,10 @@ async fn invalid_consents_are_refused_at_admission() {
             "transactionFromDateTime must not be after",
         ),
         (json!({"deletionPolicy": "Keep"}), "deletionPolicy"),
+        (
+            json!({"returnUrl": "http://app.example/done"}),
+            "returnUrl must be an https URL",
+        ),
     ];
     for (i, (extra, expected)) in cases.into_iter().enumerate() {
         let err = api
@@ -652,6 +656,19 @@ async fn invalid_consents_are_refused_at_admission() {
         .expect_err("content is immutable");
     assert!(
         err.to_string().contains("cannot change after creation"),
+        "{err}"
+    );
+    let err = api
+        .patch(
+            "good",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"returnUrl": "https://app.example/openbanking"}})),
+        )
+        .await
+        .expect_err("the return URL is immutable");
+    assert!(
+        err.to_string()
+            .contains("returnUrl cannot change after creation"),
         "{err}"
     );
 }
@@ -836,5 +853,54 @@ async fn the_longest_names_work_end_to_end_or_are_refused() {
         calls,
         "no provider call for refused names"
     );
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn a_return_url_the_platform_does_not_allow_creates_nothing_at_the_provider() {
+    let mut env = env("consent-return", FakeConfig::default()).await;
+    env.start_operator().await;
+    env.registration().await;
+    // The allowed prefix's host, but not below its path.
+    let stray = format!("{APP_RETURN_URL}-evil/done");
+    env.create("stray", json!({ "returnUrl": stray })).await;
+    let st = env
+        .wait_ready("stray", "False", "ReturnUrlNotAllowed", 20)
+        .await;
+    let message = &st.conditions[0].message;
+    assert!(message.contains("Helm value returnUrls"), "{message}");
+    assert!(st.consent_id.is_none() && st.authorisation_url.is_none());
+    assert_eq!(env.fake.calls().consent_create, 0);
+
+    // An allowed one: the bank's answer, posted as the fragment page posts it, is handed over
+    // and the customer's browser sent back to the app with the outcome.
+    let back = format!("{APP_RETURN_URL}/done?tab=2");
+    env.create("app", json!({ "returnUrl": back })).await;
+    let st = env
+        .wait_ready("app", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let query = env.visit(&st.authorisation_url.expect("url"), None).await;
+    let answer: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = browser
+        .post(format!("http://{}/callback", env.http_addr()))
+        .form(&answer)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 303);
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(location, format!("{back}&consent=app&outcome=authorised"));
+    env.wait_ready("app", "True", "Authorised", 30).await;
+    assert_eq!(env.fake.calls().consent_create, 1, "never the stray one");
     env.stop_operator().await;
 }

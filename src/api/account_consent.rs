@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
+    validation = Rule::new("has(self.returnUrl) == has(oldSelf.returnUrl) && (!has(self.returnUrl) || self.returnUrl == oldSelf.returnUrl)").message("returnUrl cannot change after creation; create a new AccountConsent instead"),
     validation = Rule::new("self.registrationRef == oldSelf.registrationRef && self.permissions == oldSelf.permissions && self.redirectUri == oldSelf.redirectUri && has(self.expirationDateTime) == has(oldSelf.expirationDateTime) && (!has(self.expirationDateTime) || self.expirationDateTime == oldSelf.expirationDateTime) && has(self.transactionFromDateTime) == has(oldSelf.transactionFromDateTime) && (!has(self.transactionFromDateTime) || self.transactionFromDateTime == oldSelf.transactionFromDateTime) && has(self.transactionToDateTime) == has(oldSelf.transactionToDateTime) && (!has(self.transactionToDateTime) || self.transactionToDateTime == oldSelf.transactionToDateTime)").message("the consent's content (registrationRef, permissions, redirectUri and dates) cannot change after creation; create a new AccountConsent instead"),
     validation = Rule::new("!has(self.transactionFromDateTime) || !has(self.transactionToDateTime) || self.transactionFromDateTime <= self.transactionToDateTime").message("transactionFromDateTime must not be after transactionToDateTime")
 )]
@@ -74,6 +75,17 @@ pub struct AccountConsentSpec {
     /// Argo CD, Velero, policy engines...). Changing it updates those Secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
+
+    /// HTTPS page of your app where the operator's /callback sends the customer's browser once
+    /// the authorisation is received, with consent=<this consent's name> and
+    /// outcome=authorised, refused or failed added to its query (never a code, state or token).
+    /// It must start with one of the return URLs the platform team allows (Helm value
+    /// returnUrls); otherwise the consent is not created (reason ReturnUrlNotAllowed). Unset:
+    /// the callback shows a plain page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() == 'https'").message("returnUrl must be an https URL"))]
+    #[schemars(length(min = 8, max = 2048))]
+    pub return_url: Option<String>,
 }
 
 /// A reference to an object in the same namespace.

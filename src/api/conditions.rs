@@ -89,6 +89,9 @@ pub mod reason {
     /// The authorisation that came back was issued for another consent, or its id token
     /// does not match this authorisation.
     pub const AUTHORISATION_MISMATCH: &str = "AuthorisationMismatch";
+    /// The consent's `spec.returnUrl` is not among the return URLs the platform team allows:
+    /// the consent is not created until it is.
+    pub const RETURN_URL_NOT_ALLOWED: &str = "ReturnUrlNotAllowed";
 
     /// The operator failed unexpectedly on this object (a bug); it retries.
     pub const INTERNAL_ERROR: &str = "InternalError";
@@ -134,6 +137,7 @@ pub mod reason {
         PROVIDER_MISCONFIGURED,
         PROVIDER_CHANGED,
         AUTHORISATION_MISMATCH,
+        RETURN_URL_NOT_ALLOWED,
     ];
 }
 

@@ -119,6 +119,9 @@ pub struct Settings {
     pub consent_poll_rate: f64,
     /// Which label and annotation keys `spec.secretTemplate` may set.
     pub template_policy: TemplatePolicy,
+    /// URL prefixes an AccountConsent's `spec.returnUrl` must start with (see
+    /// `contract::allows_return_url`); empty allows none.
+    pub allowed_return_urls: Vec<Url>,
 }
 
 /// Everything a reconcile needs, shared by all of them.

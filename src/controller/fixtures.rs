@@ -178,6 +178,7 @@ pub fn context(now: Timestamp, allowed: &[&str]) -> (Arc<Context>, Arc<ManualClo
         consent_poll_interval: Duration::from_secs(10),
         consent_poll_rate: 10.0,
         template_policy: Default::default(),
+        allowed_return_urls: vec![],
     };
     let clock = Arc::new(ManualClock::new(now));
     let ctx = Context::new(client, provider, metrics, settings).with_clock(clock.clone());

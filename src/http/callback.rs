@@ -1,21 +1,28 @@
-//! The authorisation callback: the customer's browser comes back here from the provider. The
-//! state names exactly one consent awaiting authorisation; the code is handed to the leader
+//! The authorisation callback: the customer's browser comes back here from the provider, with
+//! the answer in the query (`GET`) or posted by the fragment page (`POST`, see `fragment.rs`).
+//! The state names exactly one consent awaiting authorisation; the code is handed to the leader
 //! through an owned Secret (this replica may be a standby, and only the leader talks to the
 //! provider). Creating that Secret is atomic, so a replayed redirect is refused rather than
-//! exchanged twice. Responses never echo what the request carried.
+//! exchanged twice. Responses never echo what the request carried; a consent with an allowed
+//! `spec.returnUrl` gets its customer sent back there with the outcome, and nothing secret.
 
-use super::HttpState;
-use crate::api::contract::{accepts_state, state_owner, Handoff};
+use super::{fragment, HttpState};
+use crate::api::contract::{
+    accepts_state, allows_return_url, outcome_url, state_owner, Handoff, ReturnOutcome,
+};
 use crate::api::names::{is_dns1123_label, is_dns1123_subdomain};
 use crate::api::AccountConsent;
 use crate::secrets::handoff_secret;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
+use url::Url;
 
-/// What the provider's redirect carries (response_mode=query).
+/// What the provider's redirect carries: its query (response_mode=query), or its fragment as
+/// the fragment page posts it.
 #[derive(serde::Deserialize)]
 pub(super) struct CallbackQuery {
     state: Option<String>,
@@ -23,6 +30,19 @@ pub(super) struct CallbackQuery {
     id_token: Option<String>,
     error: Option<String>,
 }
+
+impl CallbackQuery {
+    /// None of the redirect's parameters: the answer, if any, is in the fragment.
+    fn is_empty(&self) -> bool {
+        self.state.is_none()
+            && self.code.is_none()
+            && self.id_token.is_none()
+            && self.error.is_none()
+    }
+}
+
+/// Largest form body `POST /callback` accepts: a code, an id token and a state, with room.
+pub(super) const MAX_FORM_BYTES: usize = 8 * 1024;
 
 /// Longest code or id token accepted from a redirect.
 const MAX_VALUE_BYTES: usize = 4096;
@@ -117,49 +137,130 @@ async fn pending_consent(
     Ok(consent)
 }
 
+/// `GET /callback`: a redirect with its answer in the query, or, without any redirect
+/// parameter, the fragment page.
 pub(super) async fn callback(
     State(state): State<HttpState>,
-    axum::extract::Query(q): axum::extract::Query<CallbackQuery>,
+    Query(q): Query<CallbackQuery>,
 ) -> Response {
+    if q.is_empty() {
+        return fragment::page(&state);
+    }
+    receive(&state, q).await
+}
+
+/// `POST /callback`: the fragment page posting the answer it read from the fragment.
+pub(super) async fn posted(
+    State(state): State<HttpState>,
+    form: Result<Form<CallbackQuery>, FormRejection>,
+) -> Response {
+    match form {
+        Ok(Form(q)) => receive(&state, q).await,
+        // The rejection's own text can describe the body; only its status is passed on.
+        Err(rejection) => Refusal(
+            rejection.status(),
+            "The authorisation answer could not be read.",
+        )
+        .into_response(),
+    }
+}
+
+/// Admits a redirect, hands it over, and answers the customer.
+async fn receive(state: &HttpState, q: CallbackQuery) -> Response {
     let (namespace, name, handoff) = match admit(q) {
         Ok(admitted) => admitted,
         Err(refused) => return refused.into_response(),
     };
-    let consent = match pending_consent(&state, &namespace, &name, &handoff).await {
+    let consent = match pending_consent(state, &namespace, &name, &handoff).await {
         Ok(consent) => consent,
         Err(refused) => return refused.into_response(),
     };
+    let recorded = hand_over(state, &consent, &namespace, &name, &handoff).await;
+    let outcome = match (&recorded, &handoff) {
+        (Ok(()), Handoff::Code { .. }) => ReturnOutcome::Authorised,
+        (Ok(()), Handoff::Refused { .. }) => ReturnOutcome::Refused,
+        (Err(_), _) => ReturnOutcome::Failed,
+    };
+    if let Some(back) = return_url(state, &consent).map(|u| outcome_url(&u, &name, outcome)) {
+        if let Ok(location) = HeaderValue::from_str(back.as_str()) {
+            tracing::info!(%namespace, consent = %name, outcome = outcome.as_str(), "customer sent back to the consent's return URL");
+            return see_other(location);
+        }
+    }
+    match recorded {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Authorisation received. You can close this window.",
+        )
+            .into_response(),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// The consent's return URL, if the platform team allows it (checked again here: the list may
+/// have changed since the consent was created, and the callback must never be an open
+/// redirect).
+fn return_url(state: &HttpState, consent: &AccountConsent) -> Option<Url> {
+    let raw = consent.spec.return_url.as_deref()?;
+    let url = Url::parse(raw).ok();
+    let allowed = &state.ctx.settings.allowed_return_urls;
+    let allowed = url.filter(|u| allows_return_url(allowed, u));
+    if allowed.is_none() {
+        tracing::info!(consent = ?consent.metadata.name, "the consent's return URL is not allowed; the callback answers with its own page");
+    }
+    allowed
+}
+
+/// 303 to the app: the browser follows with a GET, sends no referrer (the callback's URL may
+/// carry the code) and caches nothing.
+fn see_other(location: HeaderValue) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// Creates the hand-off Secret for the leader; a refusal says why it could not be recorded.
+async fn hand_over(
+    state: &HttpState,
+    consent: &AccountConsent,
+    namespace: &str,
+    name: &str,
+    handoff: &Handoff,
+) -> Result<(), Refusal> {
     let policy = &state.ctx.settings.template_policy;
-    let Some(secret) = handoff_secret(&consent, &handoff, policy) else {
-        return refuse(
+    let Some(secret) = handoff_secret(consent, handoff, policy) else {
+        return Err(refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The consent is incomplete.",
-        )
-        .into_response();
+        ));
     };
     // Created, not applied: a second redirect with the same state finds it and gets 409.
-    let api: Api<Secret> = Api::namespaced(state.ctx.client.clone(), &namespace);
+    let api: Api<Secret> = Api::namespaced(state.ctx.client.clone(), namespace);
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {
             tracing::info!(%namespace, consent = %name, "authorisation callback received; handed to the controller");
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                "Authorisation received. You can close this window.",
-            )
-                .into_response()
+            Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 409 => {
             tracing::info!(%namespace, consent = %name, "replayed authorisation callback refused");
-            refuse(
+            Err(refuse(
                 StatusCode::CONFLICT,
                 "This authorisation was already received.",
-            )
-            .into_response()
+            ))
         }
         Err(e) => {
             tracing::warn!(%namespace, consent = %name, error = %e, "could not hand the authorisation over");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE).into_response()
+            Err(refuse(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE))
         }
     }
 }

@@ -5,6 +5,7 @@
 //! provider and the customer's browser can reach any of them.
 
 mod callback;
+mod fragment;
 mod jwks;
 mod limits;
 mod ops;
@@ -105,13 +106,28 @@ impl HttpState {
     }
 }
 
+/// Largest request body on the public listener, but for the fragment page's post.
+const MAX_BODY_BYTES: usize = 1024;
+
 /// The internet-facing routes with their limits.
 pub fn public_router(state: HttpState, limits: &PublicLimits) -> Router {
     use tower::ServiceBuilder;
+    use tower_http::limit::RequestBodyLimitLayer;
+    // Only the fragment page's post carries a body worth reading (a code, an id token and a
+    // state): it alone may send up to 8 KiB (the bound of the whole listener, below); every
+    // other route 1 KiB.
+    let small_body = RequestBodyLimitLayer::new(MAX_BODY_BYTES);
     Router::new()
         .route("/jwks", get(jwks::all_keys))
         .route("/jwks/{namespace}/{name}", get(jwks::registration_keys))
-        .route("/callback", get(callback::callback))
+        .route("/callback.js", get(fragment::script))
+        .route_layer(small_body)
+        .route(
+            "/callback",
+            get(callback::callback)
+                .route_layer(small_body)
+                .post(callback::posted),
+        )
         .layer(
             ServiceBuilder::new()
                 // A panic in a handler answers 500 instead of dropping the connection.
@@ -123,7 +139,8 @@ pub fn public_router(state: HttpState, limits: &PublicLimits) -> Router {
                     StatusCode::SERVICE_UNAVAILABLE,
                     limits.timeout,
                 ))
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(1024)),
+                // The most any request may send: the fragment page's post.
+                .layer(RequestBodyLimitLayer::new(callback::MAX_FORM_BYTES)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), admit))
         .with_state(state)

@@ -283,6 +283,9 @@ where
     }
 }
 
+/// The return-URL prefix the in-process operator allows (`--allowed-return-url`).
+pub const APP_RETURN_URL: &str = "https://app.example/openbanking";
+
 /// The operator's controller running in-process, watching one namespace.
 pub struct Operator {
     pub ctx: Arc<Context>,
@@ -338,6 +341,7 @@ fn context(client: &Client, ns: &str) -> Arc<Context> {
         consent_poll_interval: Duration::from_secs(1),
         consent_poll_rate: 10.0,
         template_policy: Default::default(),
+        allowed_return_urls: vec![APP_RETURN_URL.parse().expect("url")],
     };
     Arc::new(Context::new(client.clone(), provider, metrics, settings))
 }

@@ -55,6 +55,12 @@ pub use authorisation::{
     HandoffError,
 };
 
+mod return_url;
+pub use return_url::{
+    allows_return_url, outcome_url, parse_return_url_prefix, parse_return_url_prefixes,
+    ReturnOutcome, ReturnUrlPrefixError, CONSENT_PARAM, OUTCOME_PARAM,
+};
+
 /// Keys of the authorisation hand-off Secret (`<consent>-authorisation`).
 pub mod handoff {
     /// The authorisation code from the redirect.

@@ -13,6 +13,7 @@ mod plan;
 pub(crate) mod polling;
 mod refresh;
 mod registration_view;
+mod return_url;
 mod revocation;
 #[cfg(test)]
 mod tests;
@@ -135,6 +136,13 @@ async fn apply(run: &mut ConsentRun<'_>) -> Step<Outcome> {
     let current = stage(&run.status, expiration, run.now);
     if let Stage::Final(status) = current {
         return Ok(run.finalise(status));
+    }
+    // Before the consent exists at the provider: a return URL the platform does not allow
+    // stops it there. Later, the callback merely never redirects to it.
+    if current == Stage::Create {
+        if let Some(refused) = run.return_url_refused() {
+            return Ok(refused);
+        }
     }
 
     // Checked once: creation, the code exchange, polling and signing all need it.

@@ -119,3 +119,27 @@ async fn an_expired_customer_token_asks_for_reauthorisation() {
     api.expect_nothing().await;
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_return_url_the_platform_does_not_allow_stops_the_consent_before_anything() {
+    let now = ts(1_800_000_000);
+    let (ctx, _clock, mut api) = context(now, &["https://bank.example"]);
+    let mut obj = AccountConsent::test();
+    obj.spec.return_url = Some("https://app.example/done".into());
+    let run = tokio::spawn(reconcile(Arc::new(obj.clone()), ctx));
+    api.expect("GET", CONSENT, 200, json(&obj)).await;
+    // Not even the registration is read: nothing happens for this consent until it is allowed.
+    let written = api
+        .expect("PATCH", &format!("{CONSENT}/status"), 200, json(&obj))
+        .await;
+    let ready = &written["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "ReturnUrlNotAllowed");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("returnUrls") && message.contains("remove spec.returnUrl"),
+        "{message}"
+    );
+    api.expect("POST", EVENTS, 201, serde_json::json!({})).await;
+    api.expect_nothing().await;
+    run.await.unwrap().unwrap();
+}
