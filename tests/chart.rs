@@ -475,7 +475,11 @@ fn a_namespace_list_installs_nothing_cluster_wide() {
         None,
     )));
     assert_eq!(of_kind(&only, "Role").len(), 2);
-    assert_eq!(of_kind(&only, "ClusterRole").len(), 1, "the CRD read");
+    assert_eq!(
+        of_kind(&only, "ClusterRole").len(),
+        2,
+        "the ClusterProviders and the CRD read"
+    );
 }
 
 #[test]

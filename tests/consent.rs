@@ -412,7 +412,7 @@ async fn consent_goes_from_yaml_to_customer_token_and_is_revoked_on_delete() {
 }
 
 #[tokio::test]
-async fn provider_without_get_is_unknown_not_failed_and_rejection_comes_through_the_callback() {
+async fn provider_without_get_is_unknown_not_failed_and_an_unconfirmed_refusal_is_not_final() {
     let mut env = env(
         "consent-noget",
         FakeConfig {
@@ -440,16 +440,24 @@ async fn provider_without_get_is_unknown_not_failed_and_rejection_comes_through_
         .await;
     assert_eq!(now.consent_status.as_deref(), Some("AwaitingAuthorisation"));
 
-    // The customer refuses.
+    // The customer refuses; without GET the provider cannot confirm it, and anyone holding
+    // the URL could have sent the refusal: not final, a new authorisation URL comes.
+    let first_state = st.authorisation_state.clone();
     let query = env
         .visit(&st.authorisation_url.clone().expect("url"), Some("reject"))
         .await;
     assert!(query.contains("error=access_denied"), "{query}");
     let (code, _) = env.callback(&query).await;
     assert_eq!(code, 200);
-    let st = env.wait_ready("shy", "False", "Rejected", 20).await;
-    assert_eq!(st.consent_status.as_deref(), Some("Rejected"));
+    let st = env
+        .wait_ready("shy", "False", "AuthorisationRefused", 20)
+        .await;
+    assert_eq!(st.consent_status.as_deref(), Some("AwaitingAuthorisation"));
     assert!(env.secret("shy-token").await.is_none());
+    let st = env
+        .wait_ready("shy", "False", "AwaitingAuthorisation", 20)
+        .await;
+    assert_ne!(st.authorisation_state, first_state, "a new authorisation");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(env.fake.calls().consent_get, gets, "no polling without GET");
 
@@ -459,6 +467,40 @@ async fn provider_without_get_is_unknown_not_failed_and_rejection_comes_through_
         .await;
     env.delete("other").await;
     assert!(env.event_notes().await.contains("RevocationUnsupported"));
+    env.stop_operator().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_final_only_when_the_provider_confirms_it() {
+    let mut env = env("consent-refusal", FakeConfig::default()).await;
+    env.start_operator().await;
+    env.registration().await;
+    // Someone who read the state (it is in the URL and in status) forges a refusal: the
+    // provider still holds the consent as awaiting authorisation, so nothing is final.
+    env.create("forged", json!({})).await;
+    let st = env
+        .wait_ready("forged", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let state = st.authorisation_state.clone().expect("state");
+    let (code, _) = env
+        .callback(&format!("state={state}&error=access_denied"))
+        .await;
+    assert_eq!(code, 200);
+    let st = env
+        .wait_ready("forged", "False", "AuthorisationRefused", 20)
+        .await;
+    assert_eq!(st.consent_status.as_deref(), Some("AwaitingAuthorisation"));
+    // The customer really refuses at the provider: confirmed, final.
+    env.create("real", json!({})).await;
+    let st = env
+        .wait_ready("real", "False", "AwaitingAuthorisation", 30)
+        .await;
+    let query = env
+        .visit(&st.authorisation_url.clone().expect("url"), Some("reject"))
+        .await;
+    assert_eq!(env.callback(&query).await.0, 200);
+    let st = env.wait_ready("real", "False", "Rejected", 20).await;
+    assert_eq!(st.consent_status.as_deref(), Some("Rejected"));
     env.stop_operator().await;
 }
 

@@ -80,6 +80,8 @@ pub mod reason {
     /// The customer's browser came back with a refusal the provider did not confirm: not
     /// final, a new authorisation URL is published.
     pub const AUTHORISATION_REFUSED: &str = "AuthorisationRefused";
+    /// The provider registers clients in a way this operator does not (yet): adopt credentials.
+    pub const REGISTRATION_NOT_SUPPORTED: &str = "RegistrationNotSupported";
     /// A ClusterProvider is ready to be used.
     pub const PROVIDER_READY: &str = "ProviderReady";
     /// A ClusterProvider's spec cannot be used as it is (a bad URL or CA bundle).
@@ -133,6 +135,7 @@ pub mod reason {
         SECRET_NOT_ALLOWED,
         SECRET_TEMPLATE_NOT_ALLOWED,
         AUTHORISATION_REFUSED,
+        REGISTRATION_NOT_SUPPORTED,
         PROVIDER_READY,
         PROVIDER_MISCONFIGURED,
         PROVIDER_CHANGED,

@@ -321,8 +321,31 @@ pub async fn cluster_providers(client: &Client, ns: &str, urls: &[&str]) {
     }
 }
 
+/// Applies ClusterProvider `name` with `spec` (JSON), as a platform team would.
+pub async fn apply_cluster_provider(client: &Client, name: &str, spec: serde_json::Value) {
+    let api: Api<tpp_operator::api::ClusterProvider> = Api::all(client.clone());
+    let object = serde_json::json!({
+        "apiVersion": "tpp-operator.dev/v1alpha1",
+        "kind": "ClusterProvider",
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("tpp-operator-tests").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .expect("apply ClusterProvider");
+}
+
 /// A context for an operator watching `ns`, whose default provider is `<ns>-0`.
 fn context(client: &Client, ns: &str) -> Arc<Context> {
+    context_for(client, &[ns], &provider_name(ns, 0))
+}
+
+/// A context for an operator watching `namespaces`, with `default_provider`.
+fn context_for(client: &Client, namespaces: &[&str], default_provider: &str) -> Arc<Context> {
     let metrics = Arc::new(Metrics::new());
     let provider = ProviderClient::new(
         &ProviderConfig {
@@ -335,8 +358,8 @@ fn context(client: &Client, ns: &str) -> Arc<Context> {
     )
     .expect("provider client");
     let settings = Settings {
-        default_provider: provider_name(ns, 0),
-        namespaces: vec![ns.to_string()],
+        default_provider: default_provider.to_string(),
+        namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
         public_url: Some("https://tpp.example".parse().expect("url")),
         consent_poll_interval: Duration::from_secs(1),
         consent_poll_rate: 10.0,
@@ -390,6 +413,20 @@ impl Operator {
             .collect();
         cluster_providers(client, ns, &urls).await;
         let ctx = context(client, ns);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(tpp_operator::controller::run(ctx.clone(), stop.clone()));
+        Operator { ctx, stop, task }
+    }
+
+    /// Starts a controller for `ns` whose default provider is the ClusterProvider `provider`,
+    /// which the test applied itself.
+    pub async fn start_with_default(client: &Client, ns: &str, provider: &str) -> Operator {
+        Self::start_watching(client, &[ns], provider).await
+    }
+
+    /// Starts a controller watching `namespaces`, whose default provider is `provider`.
+    pub async fn start_watching(client: &Client, namespaces: &[&str], provider: &str) -> Operator {
+        let ctx = context_for(client, namespaces, provider);
         let stop = CancellationToken::new();
         let task = tokio::spawn(tpp_operator::controller::run(ctx.clone(), stop.clone()));
         Operator { ctx, stop, task }

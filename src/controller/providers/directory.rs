@@ -97,6 +97,16 @@ impl ProviderDirectory {
             .cloned()
     }
 
+    /// Every provider, by name.
+    pub fn all(&self) -> Vec<Arc<ProviderEntry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The providers whose URL is `url`.
     pub fn by_url(&self, url: &Url) -> Vec<Arc<ProviderEntry>> {
         self.entries

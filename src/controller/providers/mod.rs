@@ -12,7 +12,7 @@ mod resolve;
 pub use declared::apply_declared;
 pub use directory::{same_provider, ProviderDirectory, ProviderEntry, ProviderState};
 pub(crate) use keys::bank_keys;
-pub(crate) use resolve::{resolve, ProviderRefusal, Resolved};
+pub(crate) use resolve::{resolve, usable_by, ProviderRefusal, Resolved};
 
 use super::report::truncate;
 use super::{Context, Error, Result};

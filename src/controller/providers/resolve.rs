@@ -65,6 +65,19 @@ pub(crate) enum ProviderRefusal {
     },
 }
 
+impl ProviderRefusal {
+    /// Whether the registration names a provider it may not use (rather than one that cannot be
+    /// used now).
+    pub(crate) fn is_wrong_choice(&self) -> bool {
+        matches!(
+            self,
+            ProviderRefusal::NotFound(_)
+                | ProviderRefusal::NoProviderForUrl(_)
+                | ProviderRefusal::NotAllowed { .. }
+        )
+    }
+}
+
 /// The provider a registration uses.
 #[derive(Clone, Debug)]
 pub(crate) struct Resolved {
@@ -164,6 +177,28 @@ async fn by_url(
             .join(", "),
         namespace: namespace.to_string(),
     })
+}
+
+/// At most this many names in a "may use" list of a message.
+const MAX_LISTED: usize = 10;
+
+/// The names of the ClusterProviders `namespace` may use, sorted, for a refusal's message: a
+/// tenant learns which names to put in `spec.providerRef` (never more than names: hosts are the
+/// platform team's business).
+pub(crate) async fn usable_by(ctx: &Context, namespace: &str) -> Vec<String> {
+    let mut labels = None;
+    let mut names = Vec::new();
+    for entry in ctx.providers.all() {
+        if entry.needs_labels() && labels.is_none() {
+            labels = namespace_labels(ctx, namespace).await.ok();
+        }
+        if entry.allows(namespace, labels.as_ref()) {
+            names.push(entry.name.clone());
+        }
+    }
+    names.sort();
+    names.truncate(MAX_LISTED);
+    names
 }
 
 /// The labels of `namespace`, read at most every 30 s (a selector on namespace labels is

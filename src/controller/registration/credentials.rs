@@ -6,7 +6,9 @@ use super::plan::{
 };
 use super::RegistrationRun;
 use crate::api::contract::{credentials, rfc3339};
-use crate::api::{reason, RegistrationState, TppRegistration, ANNOTATION_RETRY_REGISTRATION};
+use crate::api::{
+    reason, ProviderProfile, RegistrationState, TppRegistration, ANNOTATION_RETRY_REGISTRATION,
+};
 use crate::controller::error::{Halt, Step};
 use crate::controller::inputs::{credentials_in, RegistrationInputs};
 use crate::controller::providers::Resolved;
@@ -79,6 +81,23 @@ impl RegistrationRun<'_> {
     /// Registers with the provider, persisting the attempt before the call and the result
     /// before anything else, so a crash never causes a second registration.
     async fn register(&mut self, provider: &Resolved) -> Step<ClientCredentials> {
+        if provider.target.profile != ProviderProfile::Leatherback {
+            // A standard bank registers a client through dynamic client registration with a
+            // software statement, which this operator does not make yet.
+            return Err(Outcome::failed(
+                reason::REGISTRATION_NOT_SUPPORTED,
+                format!(
+                    "ClusterProvider {} speaks the {} profile, whose clients are registered through dynamic client registration with a software statement. Register the client with the bank, then create Secret {} with keys {} (the client id) and {} (the client secret) for this TppRegistration to adopt.",
+                    provider.name,
+                    provider.target.profile.as_str(),
+                    self.obj.credentials_secret_name(),
+                    credentials::CLIENT_ID,
+                    credentials::CERTIFICATE
+                ),
+                None,
+            )
+            .into());
+        }
         let retry = self.annotation(ANNOTATION_RETRY_REGISTRATION);
         self.may_register(retry)?;
         let signature = self.signature_certificate().await?;

@@ -16,7 +16,7 @@ mod token;
 use super::error::{Halt, Result, Step};
 use super::frame::{FailureFields, Reconciled, Run};
 use super::inputs::RegistrationInputs;
-use super::providers::ProviderRefusal;
+use super::providers::{usable_by, ProviderRefusal};
 use super::report::Outcome;
 use super::time::add;
 use super::time::earliest;
@@ -130,7 +130,13 @@ pub fn using_provider<P: kube::Resource>(
 async fn apply(run: &mut RegistrationRun<'_>) -> Step<Outcome> {
     let provider = match RegistrationInputs::of(run.ctx, run.obj).provider().await {
         Ok(provider) => provider,
-        Err(refusal) => return Err(provider_refused(run, &refusal)),
+        Err(refusal) => {
+            let usable = match refusal.is_wrong_choice() {
+                true => usable_by(run.ctx, &run.namespace).await,
+                false => Vec::new(),
+            };
+            return Err(provider_refused(run, &refusal, &usable));
+        }
     };
     run.status.provider = Some(provider.name.clone());
     run.status.credentials_secret = Some(run.obj.credentials_secret_name());
@@ -159,7 +165,11 @@ async fn apply(run: &mut RegistrationRun<'_>) -> Step<Outcome> {
 }
 
 /// What a registration whose provider may not be called reports; it calls nothing.
-fn provider_refused(run: &RegistrationRun<'_>, refusal: &ProviderRefusal) -> Halt {
+fn provider_refused(
+    run: &RegistrationRun<'_>,
+    refusal: &ProviderRefusal,
+    usable: &[String],
+) -> Halt {
     let name = &run.name;
     let (reason, advice) = match refusal {
         // Just after a start: nothing to report, the ClusterProviders come in a moment.
@@ -182,7 +192,10 @@ fn provider_refused(run: &RegistrationRun<'_>, refusal: &ProviderRefusal) -> Hal
         | ProviderRefusal::NoProviderForUrl(_)
         | ProviderRefusal::NotAllowed { .. } => (
             reason::PROVIDER_NOT_ALLOWED,
-            "Name a ClusterProvider that allows this namespace in spec.providerRef (kubectl get clusterproviders), or ask the platform team to allow this namespace.".to_string(),
+            match usable {
+                [] => "No ClusterProvider allows this namespace: ask the platform team to allow it.".to_string(),
+                names => format!("Name one this namespace may use in spec.providerRef: {}.", names.join(", ")),
+            },
         ),
     };
     let next = match refusal {
