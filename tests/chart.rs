@@ -682,6 +682,47 @@ fn prometheus_rules_are_valid_promql() {
 }
 
 #[test]
+fn every_authenticated_user_may_read_cluster_providers_unless_told_otherwise() {
+    let rendered = render(&["--set", "watchNamespaces={team-a}"]);
+    let role = named(
+        &rendered,
+        "ClusterRole",
+        "tpp-system-t-tpp-operator-provider-reader",
+    );
+    let rules = seq(&role["rules"]);
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        strings(&rules[0]["resources"]),
+        BTreeSet::from(["clusterproviders"])
+    );
+    assert_eq!(
+        strings(&rules[0]["verbs"]),
+        BTreeSet::from(["get", "list", "watch"])
+    );
+    let binding = named(
+        &rendered,
+        "ClusterRoleBinding",
+        "tpp-system-t-tpp-operator-provider-reader",
+    );
+    assert_eq!(
+        binding["subjects"][0]["name"].as_str(),
+        Some("system:authenticated")
+    );
+    let off = render(&[
+        "--set",
+        "watchNamespaces={team-a}",
+        "--set-json",
+        "providerReaders=[]",
+    ]);
+    assert!(of_kind(&off, "ClusterRoleBinding")
+        .iter()
+        .all(|b| !b["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("provider-reader")));
+}
+
+#[test]
 fn aggregated_roles_extend_view_edit_and_admin() {
     let rendered = render(&["--set", "watchNamespaces={team-a}"]);
     for (role, write) in [("view", false), ("edit", true), ("admin", true)] {
@@ -1221,6 +1262,20 @@ async fn helm_install_and_uninstall_on_a_real_api_server() {
     );
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     assert!(policies.get_opt(&name).await.expect("get").is_some());
+    // A tenant with no role of its own may read ClusterProviders (providerReaders), never
+    // change them; the API server's RBAC answers.
+    let can_i = |verb: &str| {
+        let out = Command::new(tool("kubectl"))
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["auth", "can-i", verb, "clusterproviders.tpp-operator.dev"])
+            .args(["--as", "tenant-a", "--as-group", "system:authenticated"])
+            .output()
+            .expect("kubectl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can_i("list"), "yes", "a tenant may list the providers");
+    assert_eq!(can_i("patch"), "no", "a tenant may not change them");
+    assert_eq!(can_i("create"), "no");
     let tests = ok(helm(
         &["get", "hooks", &release, "--namespace", &ns],
         Some(&kubeconfig),

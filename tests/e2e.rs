@@ -616,3 +616,39 @@ async fn kubectl_refuses_invalid_manifests_with_a_clear_message() {
         "nothing was created"
     );
 }
+
+#[tokio::test]
+async fn the_standard_bank_example_is_accepted_as_written() {
+    // The example names namespace team-a; here it goes to a namespace of this run, and the
+    // API server checks everything else (schemas, CEL rules) without storing anything.
+    let client = client().await;
+    let ns = namespace(&client, "stdbank").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = std::fs::read_to_string(Path::new(REPO).join("examples/standard-bank.yaml"))
+        .expect("example");
+    let manifest = example
+        .replace("namespace: team-a", &format!("namespace: {ns}"))
+        .replace("names: [team-a]", &format!("names: [{ns}]"));
+    assert_ne!(manifest, example, "the example names its namespace");
+    let file = dir.path().join("standard-bank.yaml");
+    std::fs::write(&file, &manifest).expect("write manifest");
+    let out = kubectl(
+        &kubeconfig_path(),
+        &[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            file.to_str().expect("path"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let applied = text(&out);
+    for object in [
+        "clusterprovider.tpp-operator.dev/example-bank",
+        "secret/cway-bank-credentials",
+        "tppregistration.tpp-operator.dev/cway-bank",
+        "accountconsent.tpp-operator.dev/cway-bank-accounts",
+    ] {
+        assert!(applied.contains(object), "{object} not applied: {applied}");
+    }
+}

@@ -75,14 +75,9 @@ impl Bank {
             &[("client_id", CLIENT_ID), ("certificate", CLIENT_SECRET)],
         )
         .await;
-        create_secret(
-            &self.client,
-            &self.ns,
-            "tpp-signature",
-            &[("signature-certificate", "unused by this profile")],
-        )
-        .await;
+        // No signature certificate: this profile's clients are adopted, never registered here.
         let object = objects::registration("tpp")
+            .without_signature_certificate()
             .spec("providerRef", json!({"name": format!("{}-bank", self.ns)}));
         let object: TppRegistration = serde_json::from_value(object.json()).expect("registration");
         Api::<TppRegistration>::namespaced(self.client.clone(), &self.ns)

@@ -475,6 +475,23 @@ async fn missing_signature_secret_is_named_and_then_picked_up() {
     .await;
     e.wait_ready("acme", "True", "TokenRefreshed", 30).await;
     assert_eq!(e.fake.registrations().len(), 1);
+
+    // Without a signature certificate at all, there is nothing to register with: said, not sent.
+    let bare = objects::registration("bare")
+        .provider(&e.fake.base_url())
+        .without_signature_certificate();
+    let bare: TppRegistration = serde_json::from_value(bare.json()).expect("registration");
+    e.api
+        .create(&PostParams::default(), &bare)
+        .await
+        .expect("create");
+    let st = e
+        .wait_ready("bare", "False", "InvalidSignatureCertificate", 30)
+        .await;
+    let msg = ready_message(&st);
+    assert!(msg.contains("signatureCertificateSecretRef"), "{msg}");
+    assert!(msg.contains("bare-credentials"), "{msg}");
+    assert_eq!(e.fake.registrations().len(), 1);
     op.stop().await;
 }
 

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("has(self.providerRef) == has(oldSelf.providerRef) && (!has(self.providerRef) || self.providerRef == oldSelf.providerRef)").message("providerRef cannot change after creation: a registration belongs to one provider; create a new TppRegistration instead"),
     validation = Rule::new("!has(self.providerRef) || !has(self.providerUrl)").message("set providerRef (the ClusterProvider to use); providerUrl is deprecated and cannot be combined with it"),
     validation = Rule::new("!has(self.credentialsSecretName) || !has(self.tokenSecretName) || self.credentialsSecretName != self.tokenSecretName").message("credentialsSecretName and tokenSecretName must differ"),
-    validation = Rule::new("(!has(self.credentialsSecretName) || self.credentialsSecretName != self.signatureCertificateSecretRef.name) && (!has(self.tokenSecretName) || self.tokenSecretName != self.signatureCertificateSecretRef.name)").message("the signature certificate Secret must not be one of the Secrets the operator writes")
+    validation = Rule::new("!has(self.signatureCertificateSecretRef) || ((!has(self.credentialsSecretName) || self.credentialsSecretName != self.signatureCertificateSecretRef.name) && (!has(self.tokenSecretName) || self.tokenSecretName != self.signatureCertificateSecretRef.name))").message("the signature certificate Secret must not be one of the Secrets the operator writes")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TppRegistrationSpec {
@@ -66,8 +66,11 @@ pub struct TppRegistrationSpec {
     pub callback_url: String,
 
     /// The Secret key holding your signature certificate (a password-like text sent in the
-    /// signature-certificate header at registration). Default key: signature-certificate.
-    pub signature_certificate_secret_ref: SecretKeyRef,
+    /// signature-certificate header at registration with a leatherback provider). Default key:
+    /// signature-certificate. Not needed when the credentials Secret exists beforehand (an
+    /// adopted registration, as with every openbanking-uk provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_certificate_secret_ref: Option<SecretKeyRef>,
 
     /// Name of the Secret that receives the issued client_id and certificate. Default:
     /// <name>-credentials. If it already exists with both keys, it is adopted and no registration

@@ -41,6 +41,14 @@ impl RegistrationJson {
         self.spec("signatureCertificateSecretRef", json!({"name": secret}))
     }
 
+    /// No signature certificate (a registration that can only adopt its credentials).
+    pub fn without_signature_certificate(mut self) -> Self {
+        if let Some(spec) = self.0["spec"].as_object_mut() {
+            spec.remove("signatureCertificateSecretRef");
+        }
+        self
+    }
+
     /// Refreshes without jitter and with a margin of `margin` seconds, so that short test
     /// tokens are refreshed at a predictable point.
     pub fn predictable_refresh(self, margin: u32) -> Self {

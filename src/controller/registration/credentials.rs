@@ -197,8 +197,14 @@ impl RegistrationRun<'_> {
             );
         }
         self.status.registration_attempt_started_at = None;
-        let message =
-            registration_failure_message(&e, &self.obj.spec.signature_certificate_secret_ref.name);
+        let certificate_secret = self
+            .obj
+            .spec
+            .signature_certificate_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or_default();
+        let message = registration_failure_message(&e, certificate_secret);
         self.failure(
             registration_failure_reason(&e),
             message,
@@ -240,7 +246,20 @@ impl RegistrationRun<'_> {
     /// Reads the signature certificate; a missing or unusable one stops the reconcile with a
     /// failure that says how to provide it.
     async fn signature_certificate(&mut self) -> Step<Sensitive> {
-        let reference = &self.obj.spec.signature_certificate_secret_ref;
+        let Some(reference) = self.obj.spec.signature_certificate_secret_ref.as_ref() else {
+            let message = format!(
+                "spec.signatureCertificateSecretRef is needed to register: name the Secret key holding your signature certificate, or create Secret {} with keys {} and {} for this TppRegistration to adopt.",
+                self.obj.credentials_secret_name(),
+                credentials::CLIENT_ID,
+                credentials::CERTIFICATE
+            );
+            return Err(Halt::Report(self.failure(
+                reason::INVALID_SIGNATURE_CERTIFICATE,
+                message,
+                FailureKind::Permanent,
+                None,
+            )));
+        };
         let hint = format!(
             "Create it with: kubectl -n {} create secret generic {} --from-literal={}=<your signature certificate>",
             self.namespace, reference.name, reference.key
