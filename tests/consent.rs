@@ -441,7 +441,7 @@ async fn provider_without_get_is_unknown_not_failed_and_an_unconfirmed_refusal_i
     assert_eq!(now.consent_status.as_deref(), Some("AwaitingAuthorisation"));
 
     // The customer refuses; without GET the provider cannot confirm it, and anyone holding
-    // the URL could have sent the refusal: not final, a new authorisation URL comes.
+    // the URL could have sent the refusal: not final, the pending authorisation stays.
     let first_state = st.authorisation_state.clone();
     let query = env
         .visit(&st.authorisation_url.clone().expect("url"), Some("reject"))
@@ -457,7 +457,10 @@ async fn provider_without_get_is_unknown_not_failed_and_an_unconfirmed_refusal_i
     let st = env
         .wait_ready("shy", "False", "AwaitingAuthorisation", 20)
         .await;
-    assert_ne!(st.authorisation_state, first_state, "a new authorisation");
+    assert_eq!(
+        st.authorisation_state, first_state,
+        "the pending authorisation stays usable"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(env.fake.calls().consent_get, gets, "no polling without GET");
 
@@ -490,6 +493,13 @@ async fn a_refusal_is_final_only_when_the_provider_confirms_it() {
         .wait_ready("forged", "False", "AuthorisationRefused", 20)
         .await;
     assert_eq!(st.consent_status.as_deref(), Some("AwaitingAuthorisation"));
+    // The forged refusal did not use up the customer's authorisation: the same URL still works.
+    assert_eq!(st.authorisation_state.as_deref(), Some(state.as_str()));
+    let query = env
+        .visit(&st.authorisation_url.clone().expect("url"), None)
+        .await;
+    assert_eq!(env.callback(&query).await.0, 200);
+    env.wait_ready("forged", "True", "Authorised", 30).await;
     // The customer really refuses at the provider: confirmed, final.
     env.create("real", json!({})).await;
     let st = env

@@ -9,7 +9,8 @@ mod common;
 use common::objects;
 use common::*;
 use fake_provider::{
-    Config as FakeConfig, FakeProvider, IdTokenFault, ObAuthoriseOptions, ObOptions, Profile,
+    Config as FakeConfig, Endpoint, FakeProvider, Fault, IdTokenFault, ObAuthoriseOptions,
+    ObOptions, Profile,
 };
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
@@ -251,6 +252,62 @@ async fn a_standard_bank_from_yaml_to_a_customer_token_refreshed_past_its_first_
         now["access_token"], token["access_token"],
         "the Secret holds the new token"
     );
+    bank.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_refresh_that_is_not_invalid_grant_keeps_the_refresh_token() {
+    // A 401 at refresh (the client's credentials, not the refresh token) is a failure to retry,
+    // never the end of the customer's access.
+    let mut bank = bank("ob-refresh401", 20).await;
+    bank.registration().await;
+    let status = bank.consent("accounts").await;
+    assert_eq!(
+        bank.authorise(&status, ObAuthoriseOptions::default()).await,
+        200
+    );
+    let authorised = wait_ready(&bank.consents, "accounts", "True", "Authorised", 60)
+        .await
+        .status
+        .expect("status");
+    let first_expiry = authorised.token_expires_at.expect("expiry").0;
+    bank.fake
+        .inject(Endpoint::RefreshToken, Fault::Status(401), Some(1));
+    let failing = wait_for(Duration::from_secs(40), || async {
+        let st = bank.consents.get_status("accounts").await.ok()?.status?;
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason != "Authorised")
+            .then_some(st)
+    })
+    .await
+    .expect("the refused refresh is reported");
+    let reason = failing
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone())
+        .unwrap_or_default();
+    assert!(
+        reason == "RefreshFailing" || reason == "ProviderUnavailable",
+        "{reason}"
+    );
+    assert!(
+        failing.refresh_token_secret.is_some(),
+        "the refresh token is kept"
+    );
+    // The next attempt (1 min later: a refusal backs off slowly) refreshes.
+    let recovered = wait_for(Duration::from_secs(120), || async {
+        let st = bank.consents.get_status("accounts").await.ok()?.status?;
+        let ready = st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "Authorised");
+        let newer = st.token_expires_at.as_ref()?.0 > first_expiry;
+        (ready && newer).then_some(())
+    })
+    .await;
+    assert!(recovered.is_some(), "refreshing resumed after the refusal");
     bank.stop().await;
 }
 

@@ -340,7 +340,8 @@ pub fn client_rate(args: &Args) -> f64 {
 
 async fn install_crds(client: &Client) -> Res<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [TppRegistration::crd(), AccountConsent::crd()] {
+    // All of them: the operator applies its declared ClusterProvider at start.
+    for crd in tpp_operator::api::crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
             &name,

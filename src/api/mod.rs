@@ -14,6 +14,7 @@ pub use conditions::*;
 pub use consent_status::ConsentStatus;
 pub use tpp_registration::*;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -111,14 +112,19 @@ fn default_signature_key() -> String {
     "signature-certificate".to_string()
 }
 
-/// The CRDs of this operator as a multi-document YAML stream, exactly as `crds/` holds them.
-pub fn crds_yaml() -> Result<String, yaml_serde::Error> {
-    let mut out = String::new();
-    for crd in [
+/// Every CRD of this operator, in the order `crds/` holds them.
+pub fn crds() -> [CustomResourceDefinition; 3] {
+    [
         ClusterProvider::crd(),
         TppRegistration::crd(),
         AccountConsent::crd(),
-    ] {
+    ]
+}
+
+/// The CRDs of this operator as a multi-document YAML stream, exactly as `crds/` holds them.
+pub fn crds_yaml() -> Result<String, yaml_serde::Error> {
+    let mut out = String::new();
+    for crd in crds() {
         out.push_str("---\n");
         out.push_str(&yaml_serde::to_string(&crd)?);
     }

@@ -3,11 +3,17 @@
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
-/// The requeue delay until `next` (at most `max`; `max` when there is nothing scheduled).
+/// A time already due is looked at again after this, never at once: a decision that keeps
+/// answering a past time must cost one reconcile a second, not spin.
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
+
+/// The requeue delay until `next` (at most `max`; `max` when there is nothing scheduled; at
+/// least `MIN_REQUEUE`).
 pub(crate) fn wait_until(next: Option<Timestamp>, now: Timestamp, max: Duration) -> Duration {
     next.map(|t| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO))
         .unwrap_or(max)
         .min(max)
+        .max(MIN_REQUEUE)
 }
 
 /// The earlier of two optional times.
@@ -46,7 +52,7 @@ mod tests {
         );
         assert_eq!(
             wait_until(Some(Timestamp::from_second(1).unwrap()), now, max),
-            Duration::ZERO
+            MIN_REQUEUE
         );
         assert_eq!(
             wait_until(Some(add(now, Duration::from_secs(500))), now, max),

@@ -87,6 +87,17 @@ pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
+/// The OAuth error code of a JSON error body (RFC 6749 5.2): a short token of the codes'
+/// alphabet, never free text, so it may be compared and shown as is.
+pub(super) fn oauth_error(body: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = json.get("error")?.as_str()?;
+    let plain = !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    plain.then(|| code.to_string())
+}
+
 /// The provider's error message from a JSON body, short, with any secret we sent redacted.
 pub(super) fn error_detail(body: &[u8], secrets: &[&str]) -> Option<String> {
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -171,12 +182,28 @@ mod tests {
     }
 
     #[test]
+    fn oauth_error_codes_are_read_and_nothing_else() {
+        assert_eq!(
+            oauth_error(br#"{"error": "invalid_grant", "error_description": "expired"}"#)
+                .as_deref(),
+            Some("invalid_grant")
+        );
+        assert_eq!(
+            oauth_error(br#"{"error": "Refresh token abc123 expired"}"#),
+            None
+        );
+        assert_eq!(oauth_error(br#"{"error": {"code": 1}}"#), None);
+        assert_eq!(oauth_error(b"invalid_grant"), None);
+    }
+
+    #[test]
     fn classification() {
         let status = |s| ProviderError::Status {
             endpoint: Endpoint::ClientToken,
             status: s,
             retry_after: None,
             detail: None,
+            oauth_error: None,
         };
         assert!(status(503).is_transient());
         assert!(status(429).is_transient());

@@ -86,6 +86,8 @@ pub enum ProviderError {
         retry_after: Option<Duration>,
         /// The provider's own error message, shortened and with known secrets redacted.
         detail: Option<String>,
+        /// The OAuth error code (RFC 6749 5.2, e.g. `invalid_grant`) when the body carried one.
+        oauth_error: Option<String>,
     },
     /// The provider answered 2xx with a body this client cannot read.
     #[error("provider sent an unreadable {endpoint} response: {detail}")]
@@ -179,6 +181,12 @@ impl ProviderError {
             ProviderError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// True when a token endpoint said the grant itself is dead (`invalid_grant`: an expired,
+    /// revoked or already rotated refresh token or code), rather than the client or the request.
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, ProviderError::Status { oauth_error: Some(code), .. } if code == "invalid_grant")
     }
 
     /// True when the call was not sent because this operator holds calls to the provider back

@@ -10,7 +10,7 @@ mod target;
 pub mod token;
 mod types;
 
-use answer::{check_bearer_token, error_detail, parse, parse_retry_after, root_cause};
+use answer::{check_bearer_token, error_detail, oauth_error, parse, parse_retry_after, root_cause};
 pub use answer::{MAX_BODY_BYTES, MAX_TOKEN_BYTES};
 pub use error::{Endpoint, ProviderError};
 pub use ratelimit::{RateLimiter, TokenBucket};
@@ -193,6 +193,7 @@ impl ProviderClient {
             status: status.as_u16(),
             retry_after,
             detail: error_detail(&body, secrets),
+            oauth_error: oauth_error(&body),
         })
     }
 }

@@ -181,6 +181,26 @@ impl Secrets {
         self.apply_over(existing.as_ref(), name, owner, data).await
     }
 
+    /// Like `apply`, for values that exist nowhere else (just issued by the provider, which
+    /// will not issue them again): retried a few times (0.4 s doubling) on API-server errors,
+    /// never when the Secret belongs to someone else.
+    pub async fn apply_issued(
+        &self,
+        name: &str,
+        owner: &Owner,
+        data: BTreeMap<String, String>,
+    ) -> Result<String, SecretError> {
+        use backon::{ExponentialBuilder, Retryable};
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(400))
+            .with_max_times(4);
+        (|| self.apply(name, owner, data.clone()))
+            .retry(backoff)
+            .when(|e| !matches!(e, SecretError::NotOwned { .. }))
+            .notify(|e, _| tracing::warn!(secret = name, error = %e, "storing what the provider issued failed; retrying"))
+            .await
+    }
+
     /// Like `apply`, with the Secret as the caller has just read it (`None`: it did not exist).
     pub async fn apply_over(
         &self,

@@ -40,7 +40,12 @@ impl<'a> CustomerToken<'a> {
         CustomerToken {
             access_token,
             expiry: token_lifetime::expiry(target.lifetime, now, response.expires_in, access_token),
-            refresh_token: response.refresh_token.as_ref(),
+            // Only a standard bank's refresh tokens are used (Leatherback documents none and
+            // has no refresh call): one stored for another profile would only fail later.
+            refresh_token: response
+                .refresh_token
+                .as_ref()
+                .filter(|_| target.profile == crate::api::ProviderProfile::OpenBankingUk),
             refresh_expiry: response
                 .refresh_token_expires_at
                 .and_then(|s| Timestamp::from_second(s).ok()),
@@ -199,6 +204,9 @@ impl ConsentRun<'_> {
         token: &CustomerToken<'_>,
         consent_id: &str,
     ) -> Result<(), SecretError> {
+        // The refresh token first: a bank that rotates them has just invalidated the one
+        // stored, and it alone can bring back an access token lost to a failed write.
+        self.write_refresh_token(token, consent_id).await?;
         let data = TokenSecret {
             access_token: token.access_token,
             expires_at: token.expiry,
@@ -206,8 +214,20 @@ impl ConsentRun<'_> {
         }
         .data();
         let token_name = self.obj.token_secret_name();
-        let version = self.secrets.apply(&token_name, &self.owner, data).await?;
+        let version = self
+            .secrets
+            .apply_issued(&token_name, &self.owner, data)
+            .await?;
         self.wrote_secret(&token_name, version);
+        Ok(())
+    }
+
+    /// Writes the refresh token `token` carries, if any, to the Secret only the operator reads.
+    pub(super) async fn write_refresh_token(
+        &self,
+        token: &CustomerToken<'_>,
+        consent_id: &str,
+    ) -> Result<(), SecretError> {
         let Some(refresh) = token.refresh_token.filter(|r| !r.is_blank()) else {
             return Ok(());
         };
@@ -222,7 +242,7 @@ impl ConsentRun<'_> {
             data.insert(refresh_keys::EXPIRES_AT.to_string(), rfc3339(expiry));
         }
         let name = self.obj.refresh_token_secret_name();
-        let version = self.secrets.apply(&name, &self.owner, data).await?;
+        let version = self.secrets.apply_issued(&name, &self.owner, data).await?;
         self.wrote_secret(&name, version);
         Ok(())
     }

@@ -9,12 +9,15 @@ use super::polling::Confirmation;
 use super::registration_view::RegistrationGate;
 use super::verification::Expected;
 use super::ConsentRun;
-use crate::api::contract::{handoff as handoff_keys, token, Handoff};
+use crate::api::contract::{
+    handoff as handoff_keys, refresh_token as refresh_keys, token, Handoff,
+};
 use crate::api::{reason, ConsentStatus};
 use crate::controller::error::Step;
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
 use crate::controller::time::add;
+use crate::controller::token_schedule::refresh_at;
 use crate::provider::Sensitive;
 use crate::secrets::{is_handoff, text_value};
 use jiff::Timestamp;
@@ -24,6 +27,10 @@ use kube::runtime::events::EventType;
 
 /// How long a refused authorisation stays the Ready reason before a new URL is published.
 const MISMATCH_SHOWN: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long an id token naming a key the bank does not publish (yet) is given: a bank that
+/// rotated its keys publishes the new one within the operator's refetch interval (30 s); a
+/// forged kid is refused after this.
+const UNKNOWN_KEY_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A hand-off whose state is the consent's pending one: what the customer's redirect brought,
 /// and the Secret that carried it.
@@ -97,12 +104,23 @@ impl ConsentRun<'_> {
                     .check_id_token(target, id_token.as_deref(), &expected)
                     .await
                 {
-                    if let Mismatch::BankKeys(why) = &m {
-                        // The bank's keys could not be read: nothing is proven either way,
-                        // and the code stays in its hand-off Secret for the next try.
+                    let young = secret
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|t| add(t.0, UNKNOWN_KEY_GRACE) > self.now);
+                    let undecided = match &m {
+                        Mismatch::BankKeys(_) => true,
+                        Mismatch::IdToken(crate::oidc::IdTokenError::UnknownKid) => young,
+                        _ => false,
+                    };
+                    if undecided {
+                        // The bank's keys could not be read, or do not hold the token's key
+                        // yet (a rotation): nothing is proven either way, and the code stays in
+                        // its hand-off Secret for the next try.
                         return Ok(self.failure(
                             reason::PROVIDER_UNAVAILABLE,
-                            format!("The authorisation's id token cannot be verified yet: {why}."),
+                            format!("The authorisation's id token cannot be verified yet: {m}."),
                             FailureKind::Transient,
                             None,
                         ));
@@ -159,13 +177,16 @@ impl ConsentRun<'_> {
                         "the provider offers no way to confirm it (no GET on consents)".to_string()
                     }
                 };
-                let outcome = self
-                    .code_spent(
-                        secret,
-                        reason::AUTHORISATION_REFUSED,
-                        format!("The customer's browser came back with a refusal (access_denied), but {why}: the refusal is not final, and anyone holding the authorisation URL could have sent it. A new authorisation URL is published for the customer."),
-                    )
-                    .await?;
+                // Only the refusal goes: the pending state and nonce stay, so the customer's
+                // real answer (which a forged refusal may have beaten to the hand-off) is still
+                // taken when the browser repeats it, and the URL stays usable.
+                self.persist().await?;
+                self.secrets.delete_exact(secret).await?;
+                let outcome = Outcome::failed(
+                    reason::AUTHORISATION_REFUSED,
+                    format!("The customer's browser came back with a refusal (access_denied), but {why}: the refusal is not final, and anyone holding the authorisation URL could have sent it. The authorisation URL stays valid for the customer to try again."),
+                    None,
+                );
                 Ok(outcome.until(Some(add(self.now, MISMATCH_SHOWN))))
             }
         }
@@ -219,14 +240,45 @@ impl ConsentRun<'_> {
         Ok(expiry.filter(|_| matches))
     }
 
-    /// Recovers from a crash between writing the customer token and recording it in status:
-    /// the token written then is taken as is.
+    /// Recovers from a crash (or a failed status write) between writing the customer token and
+    /// recording it in status: the token written then is taken as is, with the refresh token
+    /// written just before it, and the hand-off whose code was spent goes, so that the code is
+    /// never sent twice.
     pub(super) async fn adopt_written_token(&mut self, expiry: Timestamp) -> Step<Outcome> {
         self.status.consent_status = Some(ConsentStatus::Authorised);
         self.status.token_expires_at = Some(Time(expiry));
         self.status.authorised_at.get_or_insert(Time(self.now));
+        let refresh_name = self.obj.refresh_token_secret_name();
+        if let Some(secret) = self.secrets.get(&refresh_name).await? {
+            let ours = self.owner.owns(&secret)
+                && text_value(&secret, refresh_keys::CONSENT_ID).ok() == self.status.consent_id
+                && text_value(&secret, refresh_keys::REFRESH_TOKEN).is_ok();
+            if ours {
+                self.status.refresh_token_secret = Some(refresh_name);
+                self.status.refresh_token_expires_at =
+                    text_value(&secret, refresh_keys::EXPIRES_AT)
+                        .ok()
+                        .and_then(|t| t.parse::<Timestamp>().ok())
+                        .map(Time);
+                let next = refresh_at(
+                    self.now,
+                    expiry,
+                    &Default::default(),
+                    rand::random_range(-1.0..=1.0),
+                );
+                self.status.next_token_refresh_at = Some(Time(next));
+            }
+        }
         self.end_authorisation();
         self.persist().await?;
+        if let Some(spent) = self
+            .secrets
+            .get(&self.obj.authorisation_secret_name())
+            .await?
+            .filter(|s| is_handoff(s) && !self.owner.owned_by_another(s))
+        {
+            self.secrets.delete_exact(&spent).await?;
+        }
         Ok(self.authorised())
     }
 }

@@ -156,11 +156,12 @@ async fn apply(run: &mut ConsentRun<'_>) -> Step<Outcome> {
     if current == Stage::Create {
         run.create(gate.view()?).await?;
     }
-    if let Some(handoff) = run.pending_handoff().await? {
-        return run.take_handoff(handoff, &gate).await;
-    }
+    // A token written but not recorded first: its hand-off's code is already spent.
     if let Some(expiry) = run.written_token().await? {
         return run.adopt_written_token(expiry).await;
+    }
+    if let Some(handoff) = run.pending_handoff().await? {
+        return run.take_handoff(handoff, &gate).await;
     }
 
     let authorised = run.status.consent_status == Some(ConsentStatus::Authorised);

@@ -51,13 +51,19 @@ impl ConsentRun<'_> {
             _ => self.status.next_check_at.as_ref().map(|t| t.0),
         };
         let when = retry.map_or(due, |r| r.max(due));
+        // The expiry is a time to look again only while it is ahead.
+        let expiry_ahead = token_expiry.filter(|t| *t > self.now);
         if when > self.now {
-            return Ok(self.authorised().until(earliest(Some(when), token_expiry)));
+            return Ok(self
+                .awaiting_refresh(when)
+                .until(earliest(Some(when), expiry_ahead)));
         }
         let Some(registration) = registration else {
             // Its registration cannot be used now (not Ready): try again shortly.
             let next = add(self.now, REGISTRATION_RETRY);
-            return Ok(self.authorised().until(earliest(Some(next), token_expiry)));
+            return Ok(self
+                .awaiting_refresh(next)
+                .until(earliest(Some(next), expiry_ahead)));
         };
         let name = self.obj.refresh_token_secret_name();
         let refresh = match self.secrets.get(&name).await? {
@@ -84,7 +90,9 @@ impl ConsentRun<'_> {
                 return Ok(self.deferred(e.retry_after().unwrap_or_default()))
             }
             // The provider refused the refresh token itself (expired, revoked, rotated away).
-            Err(e) if matches!(e.status(), Some(400 | 401)) => {
+            // Any other refusal (`invalid_client`: the client's credentials) leaves the refresh
+            // token good once the cause is fixed: a failure, retried slowly.
+            Err(e) if e.is_invalid_grant() => {
                 return Ok(self.refresh_ended(
                     &format!("the provider refused its refresh token ({e})"),
                     valid,
@@ -106,12 +114,15 @@ impl ConsentRun<'_> {
             redirect: None,
         };
         let id_token = response.id_token.as_ref().map(|t| t.expose());
+        let token = CustomerToken::of(target, &response, self.now);
         if let Err(m) = self.check_id_token(target, id_token, &expected).await {
-            // Not this consent's (or unverifiable): the token is not written.
+            // Not this consent's (or unverifiable): the access token is not written. A bank that
+            // rotates refresh tokens has retired the stored one, though, so the new one is kept
+            // for the next attempt.
+            self.write_refresh_token(&token, &consent_id).await?;
             let why = format!("the refreshed token's {m}");
             return Ok(self.refresh_failed(&why, FailureKind::Permanent, None));
         }
-        let token = CustomerToken::of(target, &response, self.now);
         if token.expiry <= self.ctx.clock.now() {
             let why = "the provider issued a token that had already expired (check the clocks)";
             return Ok(self.refresh_failed(why, FailureKind::Transient, None));
@@ -183,6 +194,25 @@ impl ConsentRun<'_> {
                 event: Some(EventType::Warning),
             },
             _ => self.reauthorisation_required(why),
+        }
+    }
+
+    /// While the next refresh is not due: authorised, or, when the token has expired in the
+    /// meantime (a retry or a Retry-After running past the expiry), unavailable until the
+    /// refresh at `at`; the refresh token still works, so the customer need not act.
+    fn awaiting_refresh(&self, at: Timestamp) -> Outcome {
+        match self.status.token_expires_at.as_ref().map(|t| t.0) {
+            Some(exp) if exp <= self.now => Outcome::failed(
+                reason::PROVIDER_UNAVAILABLE,
+                format!(
+                    "The customer token in Secret {} expired at {}; renewing it with the refresh token is tried again at {}.",
+                    self.obj.token_secret_name(),
+                    rfc3339(exp),
+                    rfc3339(at)
+                ),
+                Some(at),
+            ),
+            _ => self.authorised(),
         }
     }
 

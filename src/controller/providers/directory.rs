@@ -6,7 +6,7 @@
 use crate::api::AllowedNamespaces;
 use crate::provider::Target;
 use kube::core::{Selector, SelectorExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -62,6 +62,9 @@ impl ProviderEntry {
 pub struct ProviderDirectory {
     entries: RwLock<HashMap<String, Arc<ProviderEntry>>>,
     synced: AtomicBool,
+    /// The names seen since the watch began listing again (`None`: not listing): a provider
+    /// deleted while the watch was away sends no Delete, so whatever the list lacks goes.
+    relisting: Mutex<Option<HashSet<String>>>,
     /// Namespace labels read for selectors, with when they were read.
     labels: Mutex<HashMap<String, (Instant, Labels)>>,
 }
@@ -124,6 +127,52 @@ impl ProviderDirectory {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(entry.name.clone(), Arc::new(entry));
+    }
+
+    /// Records what a reconcile found (after its I/O) only if the provider is still the one it
+    /// looked at: deleted meanwhile, or changed (another generation), the finding is stale and
+    /// must not bring the provider back or undo the change.
+    pub fn set_if_current(&self, entry: ProviderEntry) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries
+            .get(&entry.name)
+            .is_some_and(|known| known.generation == entry.generation)
+        {
+            entries.insert(entry.name.clone(), Arc::new(entry));
+        }
+    }
+
+    /// The watch lists every ClusterProvider again (at start, or after it lost track).
+    pub fn relist_started(&self) {
+        *self.relisting.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashSet::new());
+    }
+
+    /// A provider of that list.
+    pub fn relisted(&self, name: &str) {
+        if let Some(seen) = self
+            .relisting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            seen.insert(name.to_string());
+        }
+    }
+
+    /// The list is complete: providers it did not name were deleted while the watch was away.
+    pub fn relist_done(&self) {
+        let seen = self
+            .relisting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(seen) = seen {
+            self.entries
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|name, _| seen.contains(name));
+        }
+        self.mark_synced();
     }
 
     /// Forgets a deleted provider.
@@ -228,5 +277,52 @@ mod tests {
         assert!(!directory.is_synced());
         directory.mark_synced();
         assert!(directory.is_synced());
+    }
+
+    fn named(name: &str, generation: i64) -> ProviderEntry {
+        ProviderEntry {
+            name: name.into(),
+            generation: Some(generation),
+            ..entry(AllowedNamespaces::default())
+        }
+    }
+
+    #[test]
+    fn a_provider_deleted_while_the_watch_was_away_goes_at_the_next_list() {
+        let directory = ProviderDirectory::default();
+        directory.set(named("kept", 1));
+        directory.set(named("deleted", 1));
+        directory.relist_started();
+        directory.relisted("kept");
+        directory.set(named("kept", 1));
+        directory.relist_done();
+        assert!(directory.get("kept").is_some());
+        assert!(directory.get("deleted").is_none());
+        assert!(directory.is_synced());
+    }
+
+    #[test]
+    fn a_stale_finding_neither_revives_nor_overrides_a_provider() {
+        let directory = ProviderDirectory::default();
+        // Deleted while its discovery ran: the finding does not bring it back.
+        directory.set_if_current(named("gone", 1));
+        assert!(directory.get("gone").is_none());
+        // Changed while its discovery ran: the finding of the old spec is dropped.
+        directory.set(named("p", 2));
+        let mut old = named("p", 1);
+        old.allowed = AllowedNamespaces {
+            names: vec!["team-z".into()],
+            selector: None,
+        };
+        directory.set_if_current(old);
+        assert!(directory
+            .get("p")
+            .is_some_and(|e| e.allowed.names.is_empty()));
+        let mut current = named("p", 2);
+        current.allowed.names = vec!["team-a".into()];
+        directory.set_if_current(current);
+        assert!(directory
+            .get("p")
+            .is_some_and(|e| e.allowed.names == vec!["team-a".to_string()]));
     }
 }

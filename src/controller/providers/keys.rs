@@ -1,5 +1,6 @@
 //! A standard bank's signing keys, as its id tokens are verified against them: read from its
-//! `jwks_uri` through its own HTTP client, kept per issuer, read again when a token names an
+//! `jwks_uri` through its own HTTP client, kept per ClusterProvider and issuer (two providers of
+//! one issuer may name different key URLs), read again when a token names an
 //! unknown key (a rotation) but never more often than `oidc::bank_keys::MIN_REFETCH_INTERVAL`.
 
 use crate::controller::Context;
@@ -23,12 +24,13 @@ pub(crate) async fn bank_keys(
         ));
     };
     let cache = &ctx.bank_keys;
+    let key = format!("{} {issuer}", target.name);
     let now = Instant::now();
-    if cache.needs_refetch(issuer, kid, now) {
-        cache.record_attempt(issuer, now);
+    if cache.needs_refetch(&key, kid, now) {
+        cache.record_attempt(&key, now);
         match oidc::fetch_json(target.http(), jwks, MAX_JWKS_BYTES).await {
             Ok(json) => match BankKeys::from_json(json, Instant::now()) {
-                Ok(keys) => cache.put(issuer, keys),
+                Ok(keys) => cache.put(&key, keys),
                 Err(e) => {
                     tracing::warn!(provider = %target.name, error = %e, "the bank's keys cannot be used")
                 }
@@ -39,6 +41,6 @@ pub(crate) async fn bank_keys(
         }
     }
     cache
-        .get(issuer)
+        .get(&key)
         .ok_or_else(|| format!("the keys of {issuer} could not be read from {jwks}"))
 }

@@ -90,13 +90,14 @@ fn entry_of(obj: &ClusterProvider, ctx: &Context) -> ProviderEntry {
 /// directory synced.
 pub fn observe(event: &Event<ClusterProvider>, ctx: &Context) {
     match event {
-        Event::Apply(obj) | Event::InitApply(obj) => {
-            let entry = entry_of(obj, ctx);
-            ctx.providers.set(entry);
+        Event::Apply(obj) => ctx.providers.set(entry_of(obj, ctx)),
+        Event::InitApply(obj) => {
+            ctx.providers.relisted(&obj.name_any());
+            ctx.providers.set(entry_of(obj, ctx));
         }
         Event::Delete(obj) => ctx.providers.remove(&obj.name_any()),
-        Event::InitDone => ctx.providers.mark_synced(),
-        Event::Init => {}
+        Event::Init => ctx.providers.relist_started(),
+        Event::InitDone => ctx.providers.relist_done(),
     }
 }
 
@@ -130,7 +131,7 @@ pub async fn reconcile(obj: Arc<ClusterProvider>, ctx: Arc<Context>) -> Result<A
                     )
                 }
             };
-            ctx.providers.set(entry);
+            ctx.providers.set_if_current(entry);
             outcome
         }
         ProviderProfile::OpenBankingUk => match discovery::target(&obj, &ctx).await {
@@ -142,7 +143,7 @@ pub async fn reconcile(obj: Arc<ClusterProvider>, ctx: Arc<Context>) -> Result<A
                     state: ProviderState::Ready(Arc::new(target)),
                     ..entry_of(&obj, &ctx)
                 };
-                ctx.providers.set(entry);
+                ctx.providers.set_if_current(entry);
                 (true, reason::PROVIDER_READY, format!("Discovery document of {} read; its endpoints are in status.endpoints. Read again every hour.", obj.spec.url), Some(REDISCOVER))
             }
             Err(problem) => {
@@ -156,7 +157,7 @@ pub async fn reconcile(obj: Arc<ClusterProvider>, ctx: Arc<Context>) -> Result<A
                     // the endpoints read last time stay in use.
                     (true, reason::PROVIDER_READY, format!("Reading the discovery document again failed ({problem}); the endpoints read at {} stay in use.", status.discovered_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default()), Some(RETRY))
                 } else {
-                    ctx.providers.set(ProviderEntry {
+                    ctx.providers.set_if_current(ProviderEntry {
                         state: ProviderState::NotReady(problem.clone()),
                         ..entry_of(&obj, &ctx)
                     });

@@ -20,7 +20,6 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 impl RegistrationRun<'_> {
     /// Reads the credentials Secret, adopting it if new to this object, or registers.
@@ -220,7 +219,6 @@ impl RegistrationRun<'_> {
         name: &str,
         issued: &ClientCredentials,
     ) -> Result<(), SecretError> {
-        use backon::{ExponentialBuilder, Retryable};
         let data = BTreeMap::from([
             (credentials::CLIENT_ID.to_string(), issued.client_id.clone()),
             (
@@ -228,13 +226,9 @@ impl RegistrationRun<'_> {
                 issued.certificate.expose().to_string(),
             ),
         ]);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(400))
-            .with_max_times(4);
-        let version = (|| self.secrets.apply(name, &self.owner, data.clone()))
-            .retry(backoff)
-            .when(|e| !matches!(e, SecretError::NotOwned { .. }))
-            .notify(|e, _| tracing::warn!(error = %e, "storing credentials failed; retrying"))
+        let version = self
+            .secrets
+            .apply_issued(name, &self.owner, data)
             .await
             .inspect_err(|e| {
                 tracing::error!(error = %e, "could not store the credentials issued at registration")

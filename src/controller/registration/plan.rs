@@ -365,6 +365,7 @@ mod tests {
             status,
             retry_after: None,
             detail: None,
+            oauth_error: None,
         }
     }
 
