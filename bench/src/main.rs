@@ -29,14 +29,13 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::core::CustomResourceExt;
 use kube::{Client, Config};
 use procs::{Cluster, Operator, OperatorArgs};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tpp_operator::api::{AccountConsent, TppRegistration};
+use tpp_operator::api::TppRegistration;
 
 const NAMESPACE: &str = "bench";
 /// The signing-key Secret all registrations share with `--shared-signing-key`.
