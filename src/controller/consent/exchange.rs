@@ -166,13 +166,7 @@ impl ConsentRun<'_> {
                 .refresh_expiry
                 .map(Time)
                 .or(self.status.refresh_token_expires_at.take());
-            let next = refresh_at(
-                self.now,
-                token.expiry,
-                &Default::default(),
-                rand::random_range(-1.0..=1.0),
-            );
-            self.status.next_token_refresh_at = Some(Time(next));
+            self.status.next_token_refresh_at = Some(Time(self.customer_refresh_at(token.expiry)));
         }
         self.succeeded();
         self.status.next_check_at = None;
@@ -220,6 +214,17 @@ impl ConsentRun<'_> {
             .await?;
         self.wrote_secret(&token_name, version);
         Ok(())
+    }
+
+    /// When a customer token expiring at `expiry`, obtained now, is refreshed: a registration's
+    /// default refresh policy (two thirds, 5 % jitter, 90 s margin).
+    pub(super) fn customer_refresh_at(&self, expiry: Timestamp) -> Timestamp {
+        refresh_at(
+            self.now,
+            expiry,
+            &Default::default(),
+            rand::random_range(-1.0..=1.0),
+        )
     }
 
     /// Writes the refresh token `token` carries, if any, to the Secret only the operator reads.

@@ -17,7 +17,6 @@ use crate::controller::error::Step;
 use crate::controller::report::Outcome;
 use crate::controller::schedule::FailureKind;
 use crate::controller::time::add;
-use crate::controller::token_schedule::refresh_at;
 use crate::provider::Sensitive;
 use crate::secrets::{is_handoff, text_value};
 use jiff::Timestamp;
@@ -260,13 +259,7 @@ impl ConsentRun<'_> {
                         .ok()
                         .and_then(|t| t.parse::<Timestamp>().ok())
                         .map(Time);
-                let next = refresh_at(
-                    self.now,
-                    expiry,
-                    &Default::default(),
-                    rand::random_range(-1.0..=1.0),
-                );
-                self.status.next_token_refresh_at = Some(Time(next));
+                self.status.next_token_refresh_at = Some(Time(self.customer_refresh_at(expiry)));
             }
         }
         self.end_authorisation();

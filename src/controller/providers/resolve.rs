@@ -106,16 +106,13 @@ pub(crate) async fn resolve(
         .as_ref()
         .map(|r| r.name.clone())
         .or_else(|| status.and_then(|s| s.provider.clone()));
+    let mut asking = Asking::new(ctx, &namespace);
     let entry = match (named, obj.provider_url()) {
         (Some(name), _) => lookup(&name)?,
-        (None, Some(url)) => by_url(ctx, url, &namespace).await?,
+        (None, Some(url)) => by_url(ctx, url, &mut asking).await?,
         (None, None) => lookup(&ctx.settings.default_provider)?,
     };
-    let labels = match entry.needs_labels() {
-        true => Some(namespace_labels(ctx, &namespace).await?),
-        false => None,
-    };
-    if !entry.allows(&namespace, labels.as_ref()) {
+    if !asking.allowed_by(&entry).await? {
         return Err(ProviderRefusal::NotAllowed {
             provider: entry.name.clone(),
             namespace,
@@ -149,7 +146,7 @@ pub(crate) async fn resolve(
 async fn by_url(
     ctx: &Context,
     url: &str,
-    namespace: &str,
+    asking: &mut Asking<'_>,
 ) -> Result<Arc<ProviderEntry>, ProviderRefusal> {
     let directory = &ctx.providers;
     let parsed = Url::parse(url).map_err(|_| ProviderRefusal::NoProviderForUrl(url.to_string()))?;
@@ -160,12 +157,8 @@ async fn by_url(
             false => ProviderRefusal::NotLoaded,
         });
     }
-    let mut labels = None;
     for entry in &candidates {
-        if entry.needs_labels() && labels.is_none() {
-            labels = Some(namespace_labels(ctx, namespace).await?);
-        }
-        if entry.allows(namespace, labels.as_ref()) {
+        if asking.allowed_by(entry).await? {
             return Ok(entry.clone());
         }
     }
@@ -175,7 +168,7 @@ async fn by_url(
             .map(|e| e.name.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        namespace: namespace.to_string(),
+        namespace: asking.namespace.to_string(),
     })
 }
 
@@ -186,19 +179,43 @@ const MAX_LISTED: usize = 10;
 /// tenant learns which names to put in `spec.providerRef` (never more than names: hosts are the
 /// platform team's business).
 pub(crate) async fn usable_by(ctx: &Context, namespace: &str) -> Vec<String> {
-    let mut labels = None;
+    let mut asking = Asking::new(ctx, namespace);
     let mut names = Vec::new();
     for entry in ctx.providers.all() {
-        if entry.needs_labels() && labels.is_none() {
-            labels = namespace_labels(ctx, namespace).await.ok();
-        }
-        if entry.allows(namespace, labels.as_ref()) {
+        // Labels that cannot be read allow nothing by selector: the list is a hint.
+        if asking.allowed_by(&entry).await.unwrap_or(false) {
             names.push(entry.name.clone());
         }
     }
     names.sort();
     names.truncate(MAX_LISTED);
     names
+}
+
+/// A namespace asking to use providers: its labels are read once, and only when a provider
+/// selects namespaces by label.
+struct Asking<'a> {
+    ctx: &'a Context,
+    namespace: &'a str,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl<'a> Asking<'a> {
+    fn new(ctx: &'a Context, namespace: &'a str) -> Self {
+        Asking {
+            ctx,
+            namespace,
+            labels: None,
+        }
+    }
+
+    /// Whether `entry` allows this namespace.
+    async fn allowed_by(&mut self, entry: &ProviderEntry) -> Result<bool, ProviderRefusal> {
+        if entry.needs_labels() && self.labels.is_none() {
+            self.labels = Some(namespace_labels(self.ctx, self.namespace).await?);
+        }
+        Ok(entry.allows(self.namespace, self.labels.as_ref()))
+    }
 }
 
 /// The labels of `namespace`, read at most every 30 s (a selector on namespace labels is
